@@ -1,0 +1,193 @@
+"""Typed, validated parameters: `params.yaml` → one `Config` object shared by every stage.
+
+Every section refuses unknown keys and invalid values before any compute, with a message that names the
+key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+class ConfigError(ValueError):
+    """Invalid parameters; the message names the key, the value and what is allowed."""
+
+
+class Section(BaseModel):
+    """Base of every params section: frozen, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown key(s) {unknown}; allowed keys: {sorted(cls.model_fields)}")
+        return data
+
+
+# ---------------------------------------------------------------- data sets (one model per source)
+class Mnist1dData(Section):
+    """MNIST-1D generated locally by `mnist1d.data.make_dataset` (Greydanus 2020): 40 steps, 1 channel."""
+
+    name: Literal["mnist1d"]
+    num_samples: int = Field(5000, ge=100, description="total samples before the 80/20 train/test split")
+    generator_seed: int = Field(42, description="mnist1d's own seed; 42 gives the reference data set")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class MnistData(Section):
+    """Sequential MNIST (784 steps, 1 channel), optionally with a fixed pixel permutation (psMNIST)."""
+
+    name: Literal["smnist", "psmnist"]
+    source: str = Field("../shared/data/mnist", description="folder of the four IDX files, or a hub id")
+    verify_checksum: bool = True
+    val_size: int = Field(5000, ge=1, le=59000)
+    permutation_seed: int = 0
+
+
+class FsddData(Section):
+    """Free Spoken Digit Dataset: raw 8 kHz audio, max-abs normalised, subsampled, padded."""
+
+    name: Literal["fsdd"]
+    source: str = "../shared/data/fsdd/recordings"
+    subsample: int = Field(4, ge=1, le=64)
+    length: int = Field(2048, ge=16, description="steps after subsampling; longer clips are truncated")
+    digits: Optional[list[Annotated[int, Field(ge=0, le=9)]]] = Field(
+        None, min_length=2, description="keep only these digits (relabelled 0..k-1); null = all ten"
+    )
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class DigitsData(Section):
+    """scikit-learn's 8×8 digits as 64-step sequences: a fast data set for tests."""
+
+    name: Literal["digits"]
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+DataConfig = Annotated[Union[Mnist1dData, MnistData, FsddData, DigitsData], Field(discriminator="name")]
+
+
+# ---------------------------------------------------------------- model and training
+class ModelConfig(Section):
+    """S4D classifier (DESIGN.md §2)."""
+
+    d_model: int = Field(64, ge=1, description="H, channels")
+    d_state: int = Field(64, ge=2, description="N, real state size (N/2 complex modes per channel)")
+    n_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    mixing: Literal["glu", "relu"] = "glu"
+    residual: bool = False
+    prenorm: bool = True
+    a_init: Literal["lin", "qs4d"] = Field("lin", description="Im(A) = π·n (S4D-Lin) or (π/4)·n (QS4D)")
+    dt_min: float = Field(1e-3, gt=0)
+    dt_max: float = Field(1e-1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.d_state % 2:
+            raise ValueError(f"d_state = {self.d_state}: must be even (complex modes come in conjugate pairs)")
+        if self.dt_min >= self.dt_max:
+            raise ValueError(f"dt_min = {self.dt_min} must be < dt_max = {self.dt_max}")
+        return self
+
+
+class TrainConfig(Section):
+    """How any training stage runs (hardware, batching); shared by all stages."""
+
+    batch_size: int = Field(64, ge=1)
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: Union[int, Literal["auto"]] = 1
+    precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"] = "32-true"
+    num_workers: int = Field(0, ge=0)
+    deterministic: bool = True
+
+
+class PretrainConfig(Section):
+    """Float pretraining: AdamW, cosine schedule; SSM parameters (log Δ, A) in their own group."""
+
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    ssm_lr: float = Field(1e-3, gt=0, le=1e-3, description="lr of log Δ and A (DESIGN.md: ≤ 1e-3)")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    grad_clip: Optional[float] = Field(None, gt=0)
+
+
+class TrackingConfig(Section):
+    """MLflow store; `uri: null` means sqlite:///<project root>/mlflow.db."""
+
+    enabled: bool = True
+    uri: Optional[str] = None
+    experiment: str = Field("qs4d", min_length=1)
+
+    @model_validator(mode="after")
+    def _check_uri(self) -> "TrackingConfig":
+        if self.uri is not None and (self.uri == "" or self.uri.startswith("file:") or "://" not in self.uri):
+            raise ValueError(f"uri = {self.uri!r}: the file store is refused by MLflow; use sqlite:///<abs path>")
+        if self.uri and self.uri.startswith("sqlite:///") and not Path(self.uri[len("sqlite:///"):]).is_absolute():
+            raise ValueError(f"uri = {self.uri!r}: a sqlite URI needs an absolute path (sqlite:////abs/mlflow.db)")
+        return self
+
+
+class Config(Section):
+    """All parameters of one pipeline run."""
+
+    seed: int = 0
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    def path(self, value: str | Path) -> Path:
+        """A path from the params, taken relative to the params file's folder."""
+        return (self._base / value).resolve()
+
+    def fingerprint(self) -> str:
+        """Hex digest of the canonical JSON of every parameter."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _format(error: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid parameters"]
+    for item in error.errors():
+        # Drop the discriminator tag pydantic inserts into the location of a tagged union member.
+        loc = [str(p) for p in item["loc"] if p not in ("mnist1d", "smnist", "psmnist", "fsdd", "digits")]
+        key = ".".join(loc) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        lines.append(f"  {key}{shown}: {message}")
+    return "\n".join(lines)
+
+
+def parse(raw: Any, origin: str = "params", base: Path | None = None) -> Config:
+    """Validate a params mapping (relative paths in it are taken from `base`); raise `ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format(error, origin)) from None
+    config._base = (base or Path.cwd()).resolve()
+    return config
+
+
+def load(path: str | Path = "params.yaml") -> Config:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path.resolve()}")
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    return parse(raw, origin=str(path), base=path.resolve().parent)

@@ -1,0 +1,29 @@
+"""Plumbing shared by the stage scripts: params, metrics files, and clean exits on bad input."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import Config, ConfigError, load
+from pipeline.data.common import DataError
+
+METRICS_DIR = Path("metrics")
+
+
+def write_metrics(stage: str, metrics: dict, folder: Path = METRICS_DIR) -> Path:
+    """metrics/<stage>.json, keys sorted, for `dvc metrics show/diff`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stage}.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def run(stage: Callable[[Config], None], params: str | Path = "params.yaml") -> None:
+    """Load and validate the params, run the stage; bad input ends with its message and exit code 2."""
+    try:
+        stage(load(params))
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,140 @@
+"""MLflow tracking: one parent run per pipeline run, one child run per stage.
+
+A pipeline run is identified by `pipeline_id` = hash of every parameter + git commit, so the stages that
+`dvc repro` runs for one set of params and one commit land under one parent. Every run is tagged
+`pipeline_id`, `git_sha` and (children) `dvc_stage`. If the store cannot be used, the stage goes on without
+it after one warning.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from pipeline.config import Config
+
+
+def git_sha(cwd: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def pipeline_id(config: Config) -> str:
+    return f"{config.fingerprint()[:12]}-{git_sha(config.path('.'))[:12]}"
+
+
+def tracking_uri(config: Config) -> str:
+    return config.tracking.uri or f"sqlite:///{config.path('mlflow.db')}"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    """{"a": {"b": 1}} → {"a.b": "1"}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+class StageRun:
+    """Logging handle of one stage's MLflow run; every call is a no-op when tracking is off or broken."""
+
+    def __init__(self, client=None, run_id: Optional[str] = None):
+        self.client, self.run_id = client, run_id
+
+    @property
+    def active(self) -> bool:
+        return self.client is not None
+
+    def _call(self, method: str, *args, **kwargs) -> None:
+        if not self.active:
+            return
+        try:
+            getattr(self.client, method)(self.run_id, *args, **kwargs)
+        except Exception as error:  # tracking must never break the stage itself
+            warnings.warn(f"MLflow {method} failed ({error}); tracking is off for the rest of this stage")
+            self.client = None
+
+    def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
+        from mlflow.entities import Metric
+        from mlflow.utils.time import get_current_time_millis
+
+        now = get_current_time_millis()
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self._call("log_batch", metrics=[Metric(k, v, now, step or 0) for k, v in numbers.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+        self._call("log_artifact", str(path), artifact_path)
+
+    def set_tags(self, tags: dict) -> None:
+        for key, value in tags.items():
+            self._call("set_tag", key, str(value))
+
+
+def _log_params(client, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow's batch limit
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+def _open(config: Config, stage: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    for name in ("alembic", "mlflow.store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(config.tracking.experiment)
+    pid, sha = pipeline_id(config), git_sha(config.path("."))
+    tags = {"pipeline_id": pid, "git_sha": sha}
+    params = flatten(config.model_dump(mode="json"))
+    found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.run_role = 'pipeline'",
+                               max_results=1)
+    if found:
+        parent_id = found[0].info.run_id
+    else:
+        parent = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={**tags, "run_role": "pipeline"})
+        parent_id = parent.info.run_id
+        _log_params(client, parent_id, params)
+        client.set_terminated(parent_id)
+    child = client.create_run(experiment_id, run_name=stage, tags={
+        **tags, "dvc_stage": stage, "run_role": "stage", mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID: parent_id})
+    _log_params(client, child.info.run_id, params)
+    return client, child.info.run_id
+
+
+@contextmanager
+def stage_run(config: Config, stage: str) -> Iterator[StageRun]:
+    """Child run of the pipeline's parent run for `stage`; marked FINISHED, or FAILED if the stage raises."""
+    if not config.tracking.enabled:
+        yield StageRun()
+        return
+    try:
+        client, run_id = _open(config, stage)
+    except Exception as error:  # a broken store must not cost the user the stage's outputs
+        print(f"WARNING: MLflow tracking store {tracking_uri(config)} unavailable ({type(error).__name__}: "
+              f"{error}); the stage runs without tracking", flush=True)
+        yield StageRun()
+        return
+    run = StageRun(client, run_id)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        if run.active:
+            try:
+                client.set_terminated(run_id, status)
+            except Exception as error:
+                print(f"WARNING: could not close MLflow run {run_id}: {error}", flush=True)

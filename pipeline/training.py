@@ -1,0 +1,153 @@
+"""Lightning training of the S4D classifier: the LightningModule, the per-epoch report and the Trainer factory."""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from pipeline.config import Config
+from pipeline.data.datamodule import PreparedDataModule
+from pipeline.model import S4DClassifier
+from pipeline.progress import show_progress
+
+MetricsSink = Callable[[dict, int], None]
+SPLITS = ("train", "val", "test")
+
+
+class ClassifierModule(L.LightningModule):
+    """S4D classifier trained with cross-entropy; AdamW in two groups (SSM: lr ≤ 1e-3, no weight decay)
+    and a per-step schedule: linear warm-up, then cosine decay to zero."""
+
+    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = S4DClassifier(d_in, n_classes, **model)
+        self.accuracy = torch.nn.ModuleDict({f"acc_{s}": MulticlassAccuracy(n_classes) for s in SPLITS})
+
+    def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
+        return self.model(x, mode)
+
+    def _step(self, batch, split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        accuracy = self.accuracy[f"acc_{split}"]
+        accuracy(logits, y)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = self.hparams.optim
+        ssm = {id(p) for p in self.model.ssm_parameters()}
+        groups = [
+            {"params": [p for p in self.parameters() if id(p) in ssm], "lr": opt["ssm_lr"], "weight_decay": 0.0},
+            {"params": [p for p in self.parameters() if id(p) not in ssm], "lr": opt["lr"],
+             "weight_decay": opt["weight_decay"]},
+        ]
+        optimizer = torch.optim.AdamW(groups)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(total - 1, opt["warmup_epochs"] * total // max(1, self.trainer.max_epochs))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class EpochReport(L.Callback):
+    """After each epoch: training throughput, then one summary line (when no progress bar) and the metrics
+    passed to `sink(metrics, epoch)` (e.g. the MLflow run)."""
+
+    def __init__(self, sink: Optional[MetricsSink] = None, print_lines: bool = True):
+        self.sink, self.print_lines = sink, print_lines
+        self.history: list[dict] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start, self._samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self._samples += len(batch[1])
+
+    def on_validation_epoch_start(self, trainer, module):
+        if not trainer.sanity_checking and trainer.training:
+            self._seconds = time.perf_counter() - self._start
+
+    def on_train_epoch_end(self, trainer, module):
+        seconds = getattr(self, "_seconds", time.perf_counter() - self._start)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
+        metrics["train/epoch_seconds"] = seconds
+        metrics["train/samples_per_s"] = self._samples * trainer.world_size / max(seconds, 1e-9)
+        metrics["train/lr"] = trainer.optimizers[0].param_groups[-1]["lr"]
+        epoch = trainer.current_epoch
+        self.history.append({"epoch": epoch, **metrics})
+        if trainer.is_global_zero:
+            if self.print_lines:
+                shown = " ".join(f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if k != "train/lr")
+                print(f"epoch {epoch + 1}/{trainer.max_epochs} {shown}", flush=True)
+            if self.sink is not None:
+                self.sink(metrics, epoch)
+
+
+def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
+                 grad_clip: Optional[float] = None) -> L.Trainer:
+    """A Trainer that keeps the best-validation and the last checkpoint in `workdir`."""
+    interactive = show_progress()
+    if not interactive:  # one summary line per epoch instead of Lightning's banners and tips
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=str(workdir), filename="best", monitor="val/acc", mode="max", save_last=True,
+        enable_version_counter=False)
+    train = config.train
+    return L.Trainer(
+        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, precision=train.precision,
+        deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
+        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive)],
+        enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
+    )
+
+
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path,
+                   sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+    """Float pretraining: train, reload the best-validation checkpoint, test it. Returns (module, metrics)."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
+    module = ClassifierModule(data.meta["d_in"], data.meta["n_classes"], config.model.model_dump(),
+                              config.pretrain.model_dump())
+    trainer = make_trainer(config, config.pretrain.epochs, workdir, sink, config.pretrain.grad_clip)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback
+    tested = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)[0]
+    report = next(c for c in trainer.callbacks if isinstance(c, EpochReport))
+    metrics = {
+        "val/acc": float(best.best_model_score),
+        "test/acc": tested["test/acc"],
+        "test/loss": tested["test/loss"],
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "train/seconds": seconds,
+        "train/epochs": trainer.current_epoch,
+        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in report.history),
+    }
+    return ClassifierModule.load_from_checkpoint(best.best_model_path, map_location="cpu"), metrics
