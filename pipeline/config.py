@@ -158,11 +158,14 @@ class Config(Section):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _format(error: ValidationError, origin: str) -> str:
+def _format(error: ValidationError, origin: str, raw: dict) -> str:
     lines = [f"{origin}: invalid parameters"]
+    data = raw.get("data")
+    tag = str(data.get("name")) if isinstance(data, dict) else None
     for item in error.errors():
-        # Drop the discriminator tag pydantic inserts into the location of a tagged union member.
-        loc = [str(p) for p in item["loc"] if p not in ("mnist1d", "smnist", "psmnist", "fsdd", "digits")]
+        loc = [str(p) for p in item["loc"]]
+        if loc[:1] == ["data"] and len(loc) > 1 and loc[1] == tag:
+            del loc[1]  # the union tag pydantic puts into the location of a data set's key
         key = ".".join(loc) or "<root>"
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
@@ -178,7 +181,7 @@ def parse(raw: Any, origin: str = "params", base: Path | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_format(error, origin)) from None
+        raise ConfigError(_format(error, origin, raw)) from None
     config._base = (base or Path.cwd()).resolve()
     return config
 

@@ -95,7 +95,11 @@ def _open(config: Config, stage: str):
         logging.getLogger(name).setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri(config))
     experiment = client.get_experiment_by_name(config.tracking.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(config.tracking.experiment)
+    if experiment is None:  # the default store keeps its artefacts beside the database
+        artifacts = None if config.tracking.uri else config.path("mlartifacts").as_uri()
+        experiment_id = client.create_experiment(config.tracking.experiment, artifact_location=artifacts)
+    else:
+        experiment_id = experiment.experiment_id
     pid, sha = pipeline_id(config), git_sha(config.path("."))
     tags = {"pipeline_id": pid, "git_sha": sha}
     params = flatten(config.model_dump(mode="json"))

@@ -1,0 +1,47 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import config as params
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TINY = {
+    "seed": 0,
+    "data": {"name": "digits"},
+    "model": {"d_model": 16, "d_state": 8, "n_layers": 1},
+    "train": {"batch_size": 64, "accelerator": "cpu"},
+    "pretrain": {"epochs": 8, "lr": 0.01},
+}
+
+
+def venv_env() -> dict:
+    """Environment in which `dvc` and the stages' `python` are this interpreter's, as after activating it."""
+    return {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny digits config whose tracking store lives in tmp_path."""
+    raw = {**TINY, "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"}}
+    return params.parse(raw, base=tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A fresh git + DVC project in tmp_path with this repository's code and tiny digits params."""
+    for name in ("pipeline", "stages", "dvc.yaml"):
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copyfile
+        copy(source, tmp_path / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    (tmp_path / ".gitignore").write_text("/data/\n/models/\n/runs/\n/mlflow.db\n/mlartifacts/\n__pycache__/\n")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(command, cwd=tmp_path, check=True, env=venv_env())
+    return tmp_path

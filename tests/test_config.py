@@ -1,0 +1,84 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import presets
+from pipeline.config import ConfigError, load, parse
+
+from conftest import ROOT, TINY
+
+
+def test_defaults_and_presets_validate():
+    assert load(ROOT / "params.yaml").data.name == "mnist1d"
+    found = presets.available(ROOT / "presets")
+    assert {"mnist1d", "smnist", "psmnist", "fsdd"} <= set(found)
+    for path in found.values():
+        load(path)
+
+
+def test_unknown_key_names_key_and_allowed_keys():
+    with pytest.raises(ConfigError) as error:
+        parse({**TINY, "model": {"d_modle": 8}})
+    message = str(error.value)
+    assert "model" in message and "d_modle" in message and "d_model" in message
+
+
+def test_unknown_section_is_refused():
+    with pytest.raises(ConfigError, match="trian"):
+        parse({**TINY, "trian": {}})
+
+
+@pytest.mark.parametrize("section,key,value,allowed", [
+    ("model", "d_model", 0, "greater than or equal to 1"),
+    ("model", "mixing", "tanh", "'glu' or 'relu'"),
+    ("model", "d_state", 7, "even"),
+    ("pretrain", "ssm_lr", 0.01, "less than or equal to 0.001"),
+    ("train", "precision", "8-bit", "32-true"),
+])
+def test_bad_value_names_key_value_and_allowed(section, key, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        parse({**TINY, section: {**TINY.get(section, {}), key: value}})
+    message = str(error.value)
+    assert f"{section}" in message and str(value) in message and allowed in message
+
+
+def test_unknown_data_set_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as error:
+        parse({**TINY, "data": {"name": "cifar"}})
+    assert "cifar" in str(error.value) and "smnist" in str(error.value)
+
+
+def test_file_tracking_store_is_refused():
+    with pytest.raises(ConfigError, match="file store"):
+        parse({**TINY, "tracking": {"uri": "file:./mlruns"}})
+
+
+def test_relative_paths_are_taken_from_the_params_file(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "data": {"name": "smnist", "source": "mnist"}}))
+    config = load(tmp_path / "params.yaml")
+    assert config.path(config.data.source) == tmp_path / "mnist"
+
+
+def test_stage_exits_with_message_before_any_compute(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "pretrain": {"epochs": -1}}))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "pretrain.epochs = -1" in result.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_preset_switch_keeps_a_custom_params_file(tmp_path):
+    (tmp_path / "presets").mkdir()
+    for name in ("smnist", "mnist1d"):
+        (tmp_path / "presets" / f"{name}.yaml").write_bytes((ROOT / "presets" / f"{name}.yaml").read_bytes())
+    custom = "# mine\n" + (ROOT / "presets" / "mnist1d.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(custom)
+    presets.switch("smnist", tmp_path)
+    assert (tmp_path / "params.yaml.bak").read_text() == custom
+    assert load(tmp_path / "params.yaml").data.name == "smnist"
+    with pytest.raises(ConfigError, match="allowed"):
+        presets.switch("nope", tmp_path)

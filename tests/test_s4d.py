@@ -1,0 +1,62 @@
+import math
+
+import pytest
+import torch
+
+from pipeline.model import S4D, S4DClassifier
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("a_init", ["lin", "qs4d"])
+def test_layer_conv_equals_recurrent_float64(a_init):
+    torch.manual_seed(0)
+    layer = S4D(d_model=6, d_state=16, a_init=a_init).double()
+    u = torch.randn(3, 6, 120, dtype=torch.float64)
+    assert relative_error(layer(u, "conv"), layer(u, "recurrent")) <= 1e-5
+
+
+@pytest.mark.parametrize("mixing,residual,prenorm", [("glu", False, True), ("relu", True, False)])
+def test_classifier_conv_equals_recurrent_float64(mixing, residual, prenorm):
+    torch.manual_seed(1)
+    model = S4DClassifier(d_in=2, n_classes=5, d_model=8, d_state=8, n_layers=2, mixing=mixing,
+                          residual=residual, prenorm=prenorm).double()
+    model.train()
+    model(torch.randn(16, 30, 2, dtype=torch.float64))  # move the BatchNorm running statistics off init
+    model.eval()
+    x = torch.randn(4, 50, 2, dtype=torch.float64)
+    assert relative_error(model(x, "conv"), model(x, "recurrent")) <= 1e-5
+
+
+def test_kernel_matches_explicit_sum_and_zoh():
+    torch.manual_seed(2)
+    layer = S4D(d_model=3, d_state=4).double()
+    A = -torch.exp(layer.log_A_re.detach()) + 1j * layer.A_im.detach()
+    dt = torch.exp(layer.log_dt.detach()).unsqueeze(-1)
+    C = torch.view_as_complex(layer.C.detach())
+    A_bar, B_bar = torch.exp(dt * A), (torch.exp(dt * A) - 1) / A
+    # ZOH input matrix: B̄ = ∫₀^Δ exp(A s) ds · B with B = 1, by a midpoint rule
+    s = (torch.arange(20000, dtype=torch.float64) + 0.5) / 20000 * dt.unsqueeze(-1)
+    integral = torch.exp(A.unsqueeze(-1) * s).mean(-1) * dt
+    assert torch.allclose(integral, B_bar, rtol=1e-6)
+    explicit = torch.stack([2 * (C * B_bar * A_bar**l).sum(-1).real for l in range(10)], dim=-1)
+    assert torch.allclose(layer.kernel(10).detach(), explicit, atol=1e-12)
+
+
+def test_initialisation():
+    layer = S4D(d_model=5, d_state=8, a_init="qs4d", dt_min=1e-3, dt_max=1e-1)
+    assert torch.allclose(-torch.exp(layer.log_A_re), torch.full((5, 4), -0.5))
+    assert torch.allclose(layer.A_im[0], math.pi / 4 * torch.arange(4.0))
+    assert torch.allclose(S4D(5, 8, a_init="lin").A_im[2], math.pi * torch.arange(4.0))
+    dt = torch.exp(layer.log_dt)
+    assert ((dt >= 1e-3) & (dt <= 1e-1)).all()
+    assert layer.C.shape == (5, 4, 2) and layer.D.shape == (5,)
+
+
+def test_bad_mode_and_init_are_refused():
+    with pytest.raises(ValueError, match="a_init"):
+        S4D(4, 4, a_init="random")
+    with pytest.raises(ValueError, match="mode"):
+        S4D(4, 4)(torch.randn(1, 4, 5), mode="fft")

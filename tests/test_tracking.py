@@ -1,0 +1,68 @@
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.config import parse
+
+from conftest import TINY
+
+
+def runs_of(config):
+    client = MlflowClient(tracking.tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_stages_are_children_of_one_pipeline_run(tiny, tmp_path):
+    artefact = tmp_path / "out.json"
+    artefact.write_text("{}")
+    for stage in ("prepare", "pretrain"):
+        with tracking.stage_run(tiny, stage) as run:
+            run.log_metrics({"val/acc": 0.5}, step=0)
+            run.log_metrics({"val/acc": 0.7}, step=1)
+            run.log_artifact(artefact)
+    client, runs = runs_of(tiny)
+    parents = [r for r in runs if r.data.tags.get("run_role") == "pipeline"]
+    children = {r.data.tags["dvc_stage"]: r for r in runs if r.data.tags.get("run_role") == "stage"}
+    assert len(parents) == 1 and set(children) == {"prepare", "pretrain"}
+    pid = tracking.pipeline_id(tiny)
+    for child in children.values():
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags["pipeline_id"] == pid and child.data.tags["git_sha"]
+        assert child.info.status == "FINISHED"
+        assert child.data.params["model.d_model"] == "16" and child.data.params["data.name"] == "digits"
+        assert [m.value for m in client.get_metric_history(child.info.run_id, "val/acc")] == [0.5, 0.7]
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["out.json"]
+
+
+def test_changed_params_start_a_new_pipeline_run(tiny, tmp_path):
+    other = parse({**TINY, "seed": 1, "tracking": tiny.tracking.model_dump()}, base=tmp_path)
+    assert tracking.pipeline_id(other) != tracking.pipeline_id(tiny)
+    for config in (tiny, other):
+        with tracking.stage_run(config, "pretrain"):
+            pass
+    _, runs = runs_of(tiny)
+    assert len([r for r in runs if r.data.tags.get("run_role") == "pipeline"]) == 2
+
+
+def test_failed_stage_marks_its_run_failed(tiny):
+    with pytest.raises(RuntimeError):
+        with tracking.stage_run(tiny, "pretrain"):
+            raise RuntimeError("boom")
+    _, runs = runs_of(tiny)
+    assert [r.info.status for r in runs if r.data.tags.get("dvc_stage") == "pretrain"] == ["FAILED"]
+
+
+def test_unusable_store_warns_once_and_the_stage_goes_on(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    config = parse({**TINY, "tracking": {"uri": f"sqlite:///{tmp_path / 'a_file' / 'mlflow.db'}"}}, base=tmp_path)
+    with tracking.stage_run(config, "pretrain") as run:
+        run.log_metrics({"val/acc": 1.0})
+        ran = True
+    assert ran and not run.active
+    assert capsys.readouterr().out.count("WARNING") == 1
+
+
+def test_flatten():
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2]}) == {"a.b": "1", "a.c.d": "None",
+                                                                             "e": "[1, 2]"}
