@@ -6,7 +6,7 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import lightning as L
 import torch
@@ -110,7 +110,7 @@ class EpochReport(L.Callback):
 
 
 def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
-                 grad_clip: Optional[float] = None) -> L.Trainer:
+                 grad_clip: Optional[float] = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir`."""
     interactive = show_progress()
     if not interactive:  # one summary line per epoch instead of Lightning's banners and tips
@@ -122,19 +122,19 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
     return L.Trainer(
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, precision=train.precision,
         deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive)],
+        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive), *callbacks],
         enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
     )
 
 
-def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path,
-                   sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: Optional[MetricsSink] = None,
+                   callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
     """Float pretraining: train, reload the best-validation checkpoint, test it. Returns (module, metrics)."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
     module = ClassifierModule(data.meta["d_in"], data.meta["n_classes"], config.model.model_dump(),
                               config.pretrain.model_dump())
-    trainer = make_trainer(config, config.pretrain.epochs, workdir, sink, config.pretrain.grad_clip)
+    trainer = make_trainer(config, config.pretrain.epochs, workdir, sink, config.pretrain.grad_clip, callbacks)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
