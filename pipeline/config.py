@@ -111,8 +111,8 @@ class TrainConfig(Section):
     deterministic: bool = True
 
 
-class PretrainConfig(Section):
-    """Float pretraining: AdamW, cosine schedule; SSM parameters (log Δ, A) in their own group."""
+class Schedule(Section):
+    """A training run: AdamW, linear warm-up then cosine decay; SSM parameters (log Δ, A) in their own group."""
 
     epochs: int = Field(20, ge=1)
     lr: float = Field(1e-2, gt=0)
@@ -120,6 +120,71 @@ class PretrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_epochs: int = Field(1, ge=0)
     grad_clip: Optional[float] = Field(None, gt=0)
+
+
+class PretrainConfig(Schedule):
+    """Float pretraining."""
+
+
+COMPONENTS = ("A", "C", "log_dt", "state", "act", "mix", "coder")
+
+
+def check_bits(bits: dict) -> dict:
+    """Component → bits (1..16) or None (float); `all` is the default for components not named."""
+    allowed = ("all", *COMPONENTS)
+    unknown = sorted(set(bits) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown component(s) {unknown}; allowed: {list(allowed)}")
+    for key, value in bits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16):
+            raise ValueError(f"bits.{key} = {value!r}: allowed an integer 1..16, or null for float")
+    return bits
+
+
+def resolve_bits(bits: dict) -> dict[str, Optional[int]]:
+    """Bits of every component (None = float) after applying the `all` default; validated."""
+    check_bits(bits)
+    return {c: bits.get(c, bits.get("all")) for c in COMPONENTS}
+
+
+class QuantConfig(Section):
+    """Per-component fake quantization (DESIGN.md §2 "Quantizer")."""
+
+    target: Literal["paper", "deploy"] = Field(
+        "paper", description="paper: A, log Δ, C as QS4D; deploy: Ā, B̄, C, D and the state as on a crossbar")
+    bits: dict[str, Optional[int]] = Field(default_factory=lambda: {"all": 8})
+    scale: Literal["absmax", "fixed", "learned"] = "absmax"
+    clip: Optional[float] = Field(None, description="the clip of scale: fixed")
+
+    @model_validator(mode="after")
+    def _check(self) -> "QuantConfig":
+        check_bits(self.bits)
+        if self.scale == "fixed" and not (self.clip is not None and self.clip > 0):
+            raise ValueError(f"clip = {self.clip!r}: scale 'fixed' needs a clip > 0")
+        return self
+
+
+
+class QatConfig(Schedule, QuantConfig):
+    """QAT stage: the quantization, the fine-tuning schedule, and the mode training runs in."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(5e-3, gt=0)
+    train_mode: Literal["conv", "recurrent"] = Field(
+        "conv", description="conv is fast; in deploy, recurrent quantizes the state exactly as evaluated")
+
+
+class SweepBitsConfig(Section):
+    """Per-component sweep: each component alone (and `all`) at each bit width, PTQ and short QAT."""
+
+    components: list[str] = Field(default_factory=lambda: ["all", *COMPONENTS], min_length=1)
+    bits: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [8, 4, 2], min_length=1)
+    epochs: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SweepBitsConfig":
+        check_bits(dict.fromkeys(self.components))
+        return self
 
 
 class TrackingConfig(Section):
@@ -146,6 +211,8 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    qat: QatConfig = QatConfig()
+    sweep_bits: SweepBitsConfig = SweepBitsConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

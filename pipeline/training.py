@@ -1,6 +1,7 @@
 """Lightning training of the S4D classifier: the LightningModule, the per-epoch report and the Trainer factory."""
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
@@ -13,37 +14,61 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from pipeline.config import Config
+from pipeline.config import Config, Schedule
+from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
 from pipeline.progress import show_progress
+from pipeline.quant import calibrate, quantize, quantizers
 
 MetricsSink = Callable[[dict, int], None]
 SPLITS = ("train", "val", "test")
+CALIBRATION_BATCHES = 4
 
 
 class ClassifierModule(L.LightningModule):
-    """S4D classifier trained with cross-entropy; AdamW in two groups (SSM: lr ≤ 1e-3, no weight decay)
-    and a per-step schedule: linear warm-up, then cosine decay to zero."""
+    """S4D classifier trained with cross-entropy; AdamW in groups (SSM: lr ≤ 1e-3, no weight decay; learned
+    quantizer clips: no weight decay) and a per-step schedule: linear warm-up, then cosine decay to zero.
 
-    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict):
+    `quant` (a `QuantConfig` as a dict) attaches quantizers; the `deploy` target is validated and tested in
+    recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data are calibrated on a
+    few training batches before validation and test."""
+
+    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = S4DClassifier(d_in, n_classes, **model)
-        self.accuracy = torch.nn.ModuleDict({f"acc_{s}": MulticlassAccuracy(n_classes) for s in SPLITS})
+        self.accuracy = torch.nn.ModuleDict(
+            {f"acc_{s}": MulticlassAccuracy(n_classes, average="micro") for s in SPLITS})
+        self.train_mode = self.eval_mode = "conv"
+        if quant is not None:
+            quantize(self.model, quant["bits"], quant["target"], quant["scale"], quant.get("clip"))
+            self.train_mode = quant.get("train_mode", "conv")
+            self.eval_mode = "recurrent" if quant["target"] == "deploy" else "conv"
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
 
     def _step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self(x, self.train_mode if split == "train" else self.eval_mode)
         loss = F.cross_entropy(logits, y)
         accuracy = self.accuracy[f"acc_{split}"]
         accuracy(logits, y)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
+
+    def _calibrate(self) -> None:
+        loader = self.trainer.datamodule.train_dataloader()
+        batches = (x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES))
+        calibrate(self.model, batches, self.eval_mode)
+
+    def on_validation_start(self) -> None:
+        self._calibrate()
+
+    def on_test_start(self) -> None:
+        self._calibrate()
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -57,12 +82,14 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self):
         opt = self.hparams.optim
         ssm = {id(p) for p in self.model.ssm_parameters()}
+        clips = {id(p) for q in quantizers(self.model) for p in q.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in ssm | clips]
         groups = [
             {"params": [p for p in self.parameters() if id(p) in ssm], "lr": opt["ssm_lr"], "weight_decay": 0.0},
-            {"params": [p for p in self.parameters() if id(p) not in ssm], "lr": opt["lr"],
-             "weight_decay": opt["weight_decay"]},
+            {"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]},
+            {"params": [p for p in self.parameters() if id(p) in clips], "lr": opt["lr"], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW(groups)
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, opt["warmup_epochs"] * total // max(1, self.trainer.max_epochs))
 
@@ -109,12 +136,17 @@ class EpochReport(L.Callback):
                 self.sink(metrics, epoch)
 
 
+def quiet_lightning() -> None:
+    """One summary line per epoch instead of Lightning's banners and tips."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
 def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
                  grad_clip: Optional[float] = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir`."""
     interactive = show_progress()
-    if not interactive:  # one summary line per epoch instead of Lightning's banners and tips
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    if not interactive:
+        quiet_lightning()
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=str(workdir), filename="best", monitor="val/acc", mode="max", save_last=True,
         enable_version_counter=False)
@@ -127,14 +159,27 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
     )
 
 
-def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: Optional[MetricsSink] = None,
-                   callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
-    """Float pretraining: train, reload the best-validation checkpoint, test it. Returns (module, metrics)."""
+def build_module(config: Config, meta: dict, schedule: Schedule, quant: Optional[dict] = None) -> ClassifierModule:
+    return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
+                            schedule.model_dump(include=set(Schedule.model_fields)), quant)
+
+
+def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
+    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
+    missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
+    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
+    if extra:
+        raise ValueError(f"checkpoints do not match: {extra[:5]}")
+    return module
+
+
+def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
+        workdir: str | Path, sink: Optional[MetricsSink] = None,
+        callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
+    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics)."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
-    module = ClassifierModule(data.meta["d_in"], data.meta["n_classes"], config.model.model_dump(),
-                              config.pretrain.model_dump())
-    trainer = make_trainer(config, config.pretrain.epochs, workdir, sink, config.pretrain.grad_clip, callbacks)
+    trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
@@ -151,3 +196,22 @@ def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, si
         "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in report.history),
     }
     return ClassifierModule.load_from_checkpoint(best.best_model_path, map_location="cpu"), metrics
+
+
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: Optional[MetricsSink] = None,
+                   callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
+    """Float pretraining of a fresh classifier."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = build_module(config, read_meta(data_dir), config.pretrain)
+    return fit(module, config, config.pretrain, data_dir, workdir, sink, callbacks)
+
+
+def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
+    """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
+    quiet_lightning()
+    trainer = L.Trainer(accelerator=config.train.accelerator, devices=config.train.devices,
+                        precision=config.train.precision, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    return {**trainer.validate(module, datamodule=data, verbose=False)[0],
+            **trainer.test(module, datamodule=data, verbose=False)[0]}

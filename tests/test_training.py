@@ -1,6 +1,7 @@
 import torch
 
 from pipeline import data
+from pipeline.data.datamodule import load_split
 from pipeline.training import ClassifierModule, fit_classifier
 
 
@@ -13,6 +14,10 @@ def test_tiny_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny, tmp_path):
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert metrics["val/acc"] == max(h["val/acc"] for h in history)
     assert metrics["test/acc"] > 0.3  # ten classes: chance is 0.1
+    x, y = load_split(tmp_path / "prepared", "test").tensors
+    with torch.no_grad():
+        plain_accuracy = (module.eval()(x).argmax(-1) == y).float().mean().item()
+    assert abs(metrics["test/acc"] - plain_accuracy) < 1e-6  # plain accuracy, not a class-balanced one
     assert metrics["params"] == sum(p.numel() for p in module.parameters())
     assert (tmp_path / "work" / "best.ckpt").is_file() and (tmp_path / "work" / "last.ckpt").is_file()
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "work" / "best.ckpt")

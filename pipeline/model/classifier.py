@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.s4d import S4D
+from pipeline.model.taps import Taps
 
 
 class Block(nn.Module):
     """One layer: z = mix(dropout(S4D(norm(x)))) with prenorm, or norm(mix(...)) with postnorm; + x if residual.
 
     Mixing is a pointwise Conv1d(H→2H) + GLU, or Conv1d(H→H) + ReLU for the small hardware model.
+    Taps: `act_in` (S4D input), `act_out` (S4D output, the mixing input), `mix` (mixing weight).
     """
 
     def __init__(self, d_model: int, d_state: int, dropout: float, mixing: str, residual: bool,
@@ -27,17 +30,21 @@ class Block(nn.Module):
         else:
             raise ValueError(f"mixing = {mixing!r}: allowed 'glu' or 'relu'")
         self.residual, self.prenorm = residual, prenorm
+        self.taps = Taps()
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         z = self.norm(x) if self.prenorm else x
-        z = self.activation(self.mix(self.dropout(self.ssm(z, mode))))
+        z = self.taps("act_out", self.dropout(self.ssm(self.taps("act_in", z), mode)))
+        z = self.activation(F.conv1d(z, self.taps("mix", self.mix.weight), self.mix.bias))
         if self.residual:
             z = z + x
         return z if self.prenorm else self.norm(z)
 
 
 class S4DClassifier(nn.Module):
-    """Maps (batch, L, d_in) sequences to (batch, classes) logits."""
+    """Maps (batch, L, d_in) sequences to (batch, classes) logits.
+
+    Taps: `input` (the data), `encoder` and `decoder` (weights), `pooled` (the decoder's input)."""
 
     def __init__(self, d_in: int, n_classes: int, d_model: int = 64, d_state: int = 64, n_layers: int = 2,
                  dropout: float = 0.0, mixing: str = "glu", residual: bool = False, prenorm: bool = True,
@@ -49,12 +56,15 @@ class S4DClassifier(nn.Module):
             for _ in range(n_layers)
         )
         self.decoder = nn.Linear(d_model, n_classes)
+        self.taps = Taps()
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
-        z = self.encoder(x).transpose(1, 2)  # (B, H, L)
+        z = F.linear(self.taps("input", x), self.taps("encoder", self.encoder.weight), self.encoder.bias)
+        z = z.transpose(1, 2)  # (B, H, L)
         for block in self.blocks:
             z = block(z, mode)
-        return self.decoder(z.mean(dim=-1))
+        pooled = self.taps("pooled", z.mean(dim=-1))
+        return F.linear(pooled, self.taps("decoder", self.decoder.weight), self.decoder.bias)
 
     def ssm_parameters(self) -> list[nn.Parameter]:
         return [p for block in self.blocks for p in block.ssm.ssm_parameters()]

@@ -6,6 +6,7 @@ Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A                                   (zero-order hold)
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
     convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of length 2L)
+Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
 """
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import math
 import torch
 from torch import nn
 
+from pipeline.model.taps import Taps
+
 Mode = str  # "conv" | "recurrent"
+
+
+def _nonzero(z: torch.Tensor) -> torch.Tensor:
+    """z with entries of magnitude below 1e-30 set to 1e-30 (a mode quantized to zero has log Ā = −69)."""
+    return torch.where(z.abs() < 1e-30, torch.full_like(z, 1e-30), z)
 
 
 class S4D(nn.Module):
@@ -34,26 +42,35 @@ class S4D(nn.Module):
         # C is complex; stored as (re, im) pairs so that optimisers and parametrizations see real tensors.
         self.C = nn.Parameter(torch.randn(d_model, modes, 2) * math.sqrt(0.5))
         self.D = nn.Parameter(torch.randn(d_model))
+        self.taps = Taps()
 
-    def _continuous(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, ΔA) as complex tensors of shape (H, N/2)."""
-        A = torch.complex(-torch.exp(self.log_A_re), self.A_im)
-        return A, A * torch.exp(self.log_dt).unsqueeze(-1)
+    def continuous(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, Δ) with A complex of shape (H, N/2) and Δ of shape (H, 1), through taps A_re, A_im, log_dt."""
+        A = torch.complex(self.taps("A_re", -torch.exp(self.log_A_re)), self.taps("A_im", self.A_im))
+        return A, torch.exp(self.taps("log_dt", self.log_dt)).unsqueeze(-1)
 
-    def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(Ā, B̄, C) as complex tensors of shape (H, N/2)."""
-        A, dtA = self._continuous()
-        A_bar = torch.exp(dtA)
-        return A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.contiguous())
+    def output_matrix(self) -> torch.Tensor:
+        """C as a complex (H, N/2) tensor, through taps C_re, C_im."""
+        return torch.complex(self.taps("C_re", self.C[..., 0]), self.taps("C_im", self.C[..., 1]))
+
+    def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Ā, B̄, C, D) as stored on hardware, through taps A_bar, B_bar, C, D."""
+        A, dt = self.continuous()
+        A_bar = torch.exp(dt * A)
+        B_bar = (A_bar - 1) / A
+        return (self.taps("A_bar", A_bar), self.taps("B_bar", B_bar), self.taps("C", self.output_matrix()),
+                self.taps("D", self.D))
 
     def kernel(self, length: int) -> torch.Tensor:
-        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ, shape (H, L), with Āˡ = exp(l·ΔA) (a Vandermonde product)."""
-        A, dtA = self._continuous()
-        B_bar = (torch.exp(dtA) - 1) / A
-        C = torch.view_as_complex(self.C.contiguous())
-        steps = torch.arange(length, device=dtA.device, dtype=dtA.real.dtype)
-        powers = torch.exp(dtA.unsqueeze(-1) * steps)  # (H, N/2, L)
-        return 2 * torch.einsum("hn,hnl->hl", C * B_bar, powers).real
+        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ, shape (H, L), through tap `kernel`.
+
+        Āˡ = exp(l·ΔA) when Ā is the exact ZOH value; exp(l·log Ā) when a tap has changed Ā."""
+        A, dt = self.continuous()
+        A_bar, B_bar, C, _ = self.discrete()
+        log_A_bar = dt * A if "A_bar" not in self.taps else torch.log(_nonzero(A_bar))
+        steps = torch.arange(length, device=A.device, dtype=A.real.dtype)
+        powers = torch.exp(log_A_bar.unsqueeze(-1) * steps)  # (H, N/2, L)
+        return self.taps("kernel", 2 * torch.einsum("hn,hnl->hl", C * B_bar, powers).real)
 
     def forward(self, u: torch.Tensor, mode: Mode = "conv") -> torch.Tensor:
         if mode == "conv":
@@ -66,16 +83,17 @@ class S4D(nn.Module):
         length = u.shape[-1]
         k = self.kernel(length)
         y = torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length), n=2 * length)
-        return y[..., :length] + self.D.unsqueeze(-1) * u
+        return y[..., :length] + self.taps("D", self.D).unsqueeze(-1) * u
 
     def _recur(self, u: torch.Tensor) -> torch.Tensor:
-        A_bar, B_bar, C = self.discrete()
+        """x_t = tap_state(Ā⊙x_{t−1} + B̄·u_t) (the state as digitised each step), y_t = 2·Re(C·x_t) + D·u_t."""
+        A_bar, B_bar, C, D = self.discrete()
         state = torch.zeros(u.shape[0], *A_bar.shape, dtype=A_bar.dtype, device=u.device)
         outputs = []
         for t in range(u.shape[-1]):
             u_t = u[..., t]
-            state = A_bar * state + B_bar * u_t.unsqueeze(-1)
-            outputs.append(2 * (C * state).sum(-1).real + self.D * u_t)
+            state = self.taps("state", A_bar * state + B_bar * u_t.unsqueeze(-1))
+            outputs.append(2 * (C * state).sum(-1).real + D * u_t)
         return torch.stack(outputs, dim=-1)
 
     def ssm_parameters(self) -> list[nn.Parameter]:

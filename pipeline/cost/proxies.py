@@ -1,0 +1,52 @@
+"""QS4D's hardware-cost proxies (Siegel et al., arXiv 2507.06079), with r_x the bit width of x (float = 32):
+
+    ACE  = Σ_layers [H·N·r_state·(r_A + r_C) + H²·r_act·r_mix] + H·d_in·r_coder·r_act + H·d_out·r_coder·r_act
+    size = Σ_layers [N·H·(r_A + r_C) + H²·r_mix] + (H·d_in + H·d_out)·r_coder                      (bits)
+    ADC  = Σ_layers [(N·r_state + r_act)·H + H·r_mix] + H·r_act + d_out·r_act
+
+ACE counts bit-weighted multiply-accumulates per time step; ADC sums the bits of the analog outputs read per
+time step. Counts of live entries can replace the dense H·N and H² (pruning), layer by layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from pipeline.config import resolve_bits
+
+FLOAT_BITS = 32
+
+
+def widths(bits: dict[str, Optional[int]]) -> dict[str, int]:
+    """Bit width of every component; `all` is the default, None or absent means float (32)."""
+    return {c: FLOAT_BITS if w is None else w for c, w in resolve_bits(bits).items()}
+
+
+@dataclass(frozen=True)
+class LayerCounts:
+    """Live weights of one layer: state entries (H·N when dense) and mixing weights (H² when dense)."""
+
+    state: int
+    mix: int
+    channels: int
+
+
+def dense_layers(n_layers: int, d_model: int, d_state: int) -> list[LayerCounts]:
+    return [LayerCounts(d_model * d_state, d_model * d_model, d_model)] * n_layers
+
+
+def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str, Optional[int]]) -> dict:
+    """{"ace", "size_bits", "adc"} for the given layers and per-component bits."""
+    r = widths(bits)
+    H = layers[0].channels if layers else 0
+    ace = sum(l.state * r["state"] * (r["A"] + r["C"]) + l.mix * r["act"] * r["mix"] for l in layers)
+    ace += H * d_in * r["coder"] * r["act"] + H * d_out * r["coder"] * r["act"]
+    size = sum(l.state * (r["A"] + r["C"]) + l.mix * r["mix"] for l in layers) + H * (d_in + d_out) * r["coder"]
+    adc = sum(l.state * r["state"] + l.channels * r["act"] + l.channels * r["mix"] for l in layers)
+    adc += H * r["act"] + d_out * r["act"]
+    return {"ace": ace, "size_bits": size, "adc": adc}
+
+
+def model_proxies(n_layers: int, d_model: int, d_state: int, d_in: int, d_out: int,
+                  bits: dict[str, Optional[int]]) -> dict:
+    return proxies(dense_layers(n_layers, d_model, d_state), d_in, d_out, bits)

@@ -1,0 +1,80 @@
+"""Attach quantizers to a classifier's taps, per component and target (DESIGN.md §2 "Quantizer").
+
+    component  paper target (QS4D)              deploy target (what a crossbar stores)
+    A          Re A, Im A (own scales)          Ā (as 2×2 real blocks), B̄
+    C          Re C, Im C                       C, D
+    log_dt     log Δ                            — (folded into Ā and B̄)
+    state      conv kernel K; recurrent state   conv kernel K; recurrent state after each step
+    act        data input, S4D input and output, decoder input
+    mix        pointwise mixing weights
+    coder      encoder and decoder weights
+Biases, norms and the skip D (paper target) stay in float, as digital operations.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from pipeline.config import resolve_bits
+from pipeline.model import S4DClassifier
+from pipeline.quant.quantizer import Quantizer
+
+# component → {owner: tap names}; owners: "ssm" (each S4D), "block" (each layer), "model" (the classifier)
+PAPER = {
+    "A": {"ssm": ["A_re", "A_im"]},
+    "C": {"ssm": ["C_re", "C_im"]},
+    "log_dt": {"ssm": ["log_dt"]},
+    "state": {"ssm": ["kernel", "state"]},
+    "act": {"block": ["act_in", "act_out"], "model": ["input", "pooled"]},
+    "mix": {"block": ["mix"]},
+    "coder": {"model": ["encoder", "decoder"]},
+}
+DEPLOY = {**PAPER, "A": {"ssm": ["A_bar", "B_bar"]}, "C": {"ssm": ["C", "D"]}, "log_dt": {}}
+TARGETS = {"paper": PAPER, "deploy": DEPLOY}
+SIGNALS = {"input", "act_in", "act_out", "pooled", "state"}  # data-dependent: clip observed, fixed at evaluation
+
+
+def tap_points(model: S4DClassifier, component: str, target: str) -> list[tuple[nn.Module, str]]:
+    """(Taps, name) pairs where `component` is quantized under `target`."""
+    owners = {"model": [model], "block": list(model.blocks), "ssm": [b.ssm for b in model.blocks]}
+    names = TARGETS[target][component]
+    return [(owner.taps, name) for kind, tap_names in names.items() for owner in owners[kind] for name in tap_names]
+
+
+def quantize(model: S4DClassifier, bits: dict[str, Optional[int]], target: str = "paper",
+             scale: str = "absmax", clip: Optional[float] = None) -> S4DClassifier:
+    """Attach one quantizer per tap point of every component with bits (`all` = default, None = float)."""
+    if target not in TARGETS:
+        raise ValueError(f"target = {target!r}: allowed {sorted(TARGETS)}")
+    for component, width in resolve_bits(bits).items():
+        if width is None:
+            continue
+        for taps, name in tap_points(model, component, target):
+            taps.attach(name, Quantizer(width, scale, clip, observe=name in SIGNALS))
+    return model
+
+
+def quantizers(model: nn.Module) -> list[Quantizer]:
+    return [m for m in model.modules() if isinstance(m, Quantizer)]
+
+
+@torch.no_grad()
+def calibrate(model: S4DClassifier, batches, mode: str = "conv") -> None:
+    """Measure the clip of every signal quantizer that has not observed data yet, on `batches` of inputs,
+    with the model in evaluation mode (BatchNorm statistics untouched)."""
+    pending = [q for q in quantizers(model) if q.observe and not bool(q.observed)]
+    if not pending:
+        return
+    was_training = model.training
+    model.eval()
+    for q in pending:
+        q.calibrating = True
+    try:
+        for x in batches:
+            model(x, mode)
+    finally:
+        for q in pending:
+            q.calibrating = False
+        model.train(was_training)

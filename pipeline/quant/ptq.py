@@ -1,0 +1,48 @@
+"""Post-training quantization (PTQ) and the QAT comparison it is the baseline of."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pipeline.config import Config, QatConfig
+from pipeline.cost import model_proxies
+from pipeline.data import read_meta
+from pipeline.training import ClassifierModule, MetricsSink, build_module, evaluate, fit, load_weights
+
+
+def quant_params(qat: QatConfig) -> dict:
+    """The quantization part of the QAT section, as stored in a checkpoint's hyperparameters."""
+    return qat.model_dump(include={"target", "bits", "scale", "clip", "train_mode"})
+
+
+def quantized_copy(float_module: ClassifierModule, config: Config, data_dir: str | Path,
+                   qat: QatConfig) -> ClassifierModule:
+    """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT)."""
+    return load_weights(build_module(config, read_meta(data_dir), qat, quant_params(qat)), float_module)
+
+
+def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
+          qat: QatConfig, sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+    """QAT from the float weights. Returns (best-validation module, metrics)."""
+    return fit(quantized_copy(float_module, config, data_dir, qat), config, qat, data_dir, workdir, sink)
+
+
+def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
+    meta = read_meta(data_dir)
+    m = config.model
+    return model_proxies(m.n_layers, m.d_model, m.d_state, meta["d_in"], meta["n_classes"], bits)
+
+
+def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
+            qat: Optional[QatConfig] = None, sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+    """Float vs PTQ vs QAT at the same bits: accuracies and cost proxies. Returns (QAT module, metrics)."""
+    qat = qat or config.qat
+    float_eval = evaluate(quantized_copy(float_module, config, data_dir, qat.model_copy(update={"bits": {}})),
+                          config, data_dir)
+    ptq_eval = evaluate(quantized_copy(float_module, config, data_dir, qat), config, data_dir)
+    trained, metrics = train(float_module, config, data_dir, workdir, qat, sink)
+    float_cost, quant_cost = costs(config, data_dir, {}), costs(config, data_dir, qat.bits)
+    metrics |= {f"float/{k}": v for k, v in float_eval.items()} | {f"ptq/{k}": v for k, v in ptq_eval.items()}
+    metrics |= {f"float/cost/{k}": v for k, v in float_cost.items()} | {f"cost/{k}": v for k, v in quant_cost.items()}
+    metrics |= {f"cost/{k}_reduction": float_cost[k] / quant_cost[k] for k in quant_cost}
+    return trained, metrics

@@ -1,0 +1,84 @@
+"""Uniform, symmetric, per-tensor fake quantization with a straight-through estimator (STE).
+
+b bits use the integer grid {−L, …, L} with L = 2^(b−1): 2^b + 1 levels, so 1 bit is ternary {−s, 0, s}.
+    q(x) = s · round(clamp(x / s, −L, L)),    s = clip / L
+The clip is the tensor's abs-max (default), a fixed value, or learned (LSQ: Esser et al., "Learned step
+size quantization", ICLR 2020, with its gradient scale 1/√(numel·L)). Backward: ∂q/∂x = 1 inside the clip and 0
+outside; a learned clip gets LSQ's gradient ∂q/∂s = round(x/s) − x/s inside, ±L outside. Complex tensors are
+quantized as their (re, im) pairs with one scale.
+
+Signals (activations, the state) are quantized with `observe=True`: their abs-max clip is the current tensor's
+while training and an exponential moving average of it (momentum 0.1) at evaluation, so that an evaluated
+sample's result does not depend on the rest of its batch, as with a converter of fixed range. `calibrating`
+lets the average be measured without training (PTQ).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SCALES = ("absmax", "fixed", "learned")
+
+
+def round_ste(v: torch.Tensor) -> torch.Tensor:
+    """round(v) forward, identity backward."""
+    return v + (torch.round(v) - v).detach()
+
+
+def scale_grad(v: torch.Tensor, factor: float) -> torch.Tensor:
+    """v forward, factor·∂ backward."""
+    return v * factor + (v - v * factor).detach()
+
+
+class Quantizer(nn.Module):
+    def __init__(self, bits: int, scale: str = "absmax", clip: float | None = None, observe: bool = False,
+                 momentum: float = 0.1):
+        super().__init__()
+        if not (isinstance(bits, int) and 1 <= bits <= 16):
+            raise ValueError(f"bits = {bits!r}: allowed integers 1..16")
+        if scale not in SCALES:
+            raise ValueError(f"scale = {scale!r}: allowed {SCALES}")
+        if scale == "fixed" and not (clip and clip > 0):
+            raise ValueError(f"clip = {clip!r}: a fixed clip must be > 0")
+        self.bits, self.scale, self.levels = bits, scale, 2 ** (bits - 1)
+        self.observe, self.momentum, self.calibrating = observe and scale == "absmax", momentum, False
+        if self.observe:
+            self.register_buffer("running_clip", torch.tensor(0.0))
+            self.register_buffer("observed", torch.tensor(False))
+        if scale == "fixed":
+            self.register_buffer("clip", torch.tensor(float(clip)))
+        elif scale == "learned":  # initialised from the first tensor it sees
+            self.clip = nn.Parameter(torch.tensor(1.0))
+            self.register_buffer("initialized", torch.tensor(False))
+            self._checked = False  # host-side cache of `initialized`, so steady state needs no device sync
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, scale={self.scale}" + (", observed" if self.observe else "")
+
+    def _clip(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale == "absmax":
+            current = x.detach().abs().max()
+            if not self.observe:
+                return current
+            if self.training or self.calibrating:
+                with torch.no_grad():
+                    average = (1 - self.momentum) * self.running_clip + self.momentum * current
+                    self.running_clip.copy_(torch.where(self.observed, average, current))
+                    self.observed.fill_(True)
+                return current
+            return torch.where(self.observed, self.running_clip, current)
+        if self.scale == "fixed":
+            return self.clip
+        if not self._checked:
+            if not self.initialized:
+                with torch.no_grad():
+                    self.clip.fill_(x.detach().abs().max().item())
+                    self.initialized.fill_(True)
+            self._checked = True
+        return scale_grad(self.clip.abs(), 1.0 / (x.numel() * self.levels) ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_complex():
+            return torch.view_as_complex(self(torch.view_as_real(x)).contiguous())
+        step = torch.clamp(self._clip(x), min=torch.finfo(x.dtype).tiny) / self.levels
+        return step * round_ste(torch.clamp(x / step, -self.levels, self.levels))

@@ -1,0 +1,32 @@
+"""Per-component bit sweep (the data of QS4D's main figure): each component quantized alone, and `all`, at
+each bit width; test accuracy after PTQ and after a short QAT, everything else in float."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+from pipeline.config import Config
+from pipeline.quant.ptq import quantized_copy, train
+from pipeline.training import ClassifierModule, evaluate
+
+
+def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
+               log: Optional[Callable[[dict], None]] = None) -> dict:
+    """{"float": acc, "<component>": {"<bits>": {"ptq": acc, "qat": acc}}} on the test split."""
+    sweep = config.sweep_bits
+    base = config.qat
+    results: dict = {"float": evaluate(quantized_copy(float_module, config, data_dir, base.model_copy(
+        update={"bits": {}})), config, data_dir)["test/acc"]}
+    for component in sweep.components:
+        for width in sweep.bits:
+            qat = base.model_copy(update={"bits": {component: width}, "epochs": sweep.epochs})
+            ptq = evaluate(quantized_copy(float_module, config, data_dir, qat), config, data_dir)["test/acc"]
+            run_dir = Path(workdir) / f"{component}-{width}"
+            _, metrics = train(float_module, config, data_dir, run_dir, qat)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            results.setdefault(component, {})[str(width)] = {"ptq": ptq, "qat": metrics["test/acc"]}
+            print(f"sweep {component}={width} bits: PTQ {ptq:.4f}, QAT {metrics['test/acc']:.4f}", flush=True)
+            if log:
+                log({f"sweep/{component}/{width}/ptq": ptq, f"sweep/{component}/{width}/qat": metrics["test/acc"]})
+    return results

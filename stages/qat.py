@@ -1,0 +1,29 @@
+"""Stage `qat`: PTQ baseline, then quantization-aware training from the float model → models/qat.ckpt."""
+import shutil
+from pathlib import Path
+
+from pipeline import stage, tracking
+from pipeline.config import Config
+from pipeline.quant.ptq import compare
+from pipeline.training import ClassifierModule
+
+DATA, PRETRAINED = Path("data/prepared"), Path("models/pretrain.ckpt")
+WORKDIR, OUT = Path("runs/qat"), Path("models/qat.ckpt")
+
+
+def main(config: Config) -> None:
+    with tracking.stage_run(config, "qat") as run:
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
+        _, metrics = compare(float_module, config, DATA, WORKDIR, sink=run.log_metrics)
+        shutil.copyfile(WORKDIR / "best.ckpt", OUT)
+        run.log_metrics(metrics, step=config.qat.epochs)
+        run.log_artifact(OUT)
+        run.log_artifact(stage.write_metrics("qat", metrics))
+        print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {metrics['float/test/acc']:.4f}"
+              f", PTQ {metrics['ptq/test/acc']:.4f}, QAT {metrics['test/acc']:.4f}; "
+              f"ACE ÷{metrics['cost/ace_reduction']:.1f}")
+
+
+if __name__ == "__main__":
+    stage.run(main)

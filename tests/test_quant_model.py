@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from pipeline.model import S4D, S4DClassifier
+from pipeline.quant import Quantizer, quantize
+from pipeline.quant.attach import PAPER
+
+ALL_FLOAT = dict.fromkeys(PAPER)
+
+
+def effective(model: S4DClassifier) -> dict:
+    """The tensors the model computes with (after its taps), for the first layer."""
+    ssm = model.blocks[0].ssm
+    A, dt = ssm.continuous()
+    with torch.no_grad():
+        block = model.blocks[0]
+        return {"A": A, "dt": dt, "C": ssm.output_matrix(), "mix": block.taps("mix", block.mix.weight),
+                "encoder": model.taps("encoder", model.encoder.weight),
+                "decoder": model.taps("decoder", model.decoder.weight)}
+
+
+CHANGES = {"A": {"A"}, "C": {"C"}, "log_dt": {"dt"}, "mix": {"mix"}, "coder": {"encoder", "decoder"},
+           "state": set(), "act": set()}
+
+
+@pytest.mark.parametrize("component", list(CHANGES))
+def test_each_component_changes_only_its_tensors(component):
+    torch.manual_seed(0)
+    model = S4DClassifier(2, 3, d_model=6, d_state=8, n_layers=2).eval()
+    x = torch.randn(4, 25, 2)
+    before, logits = effective(model), model(x)
+    quantize(model, {**ALL_FLOAT, component: 2})
+    after = effective(model)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed == CHANGES[component]
+    assert not torch.allclose(model(x), logits)
+
+
+def on_grid(values: torch.Tensor, reference: torch.Tensor, bits: int) -> bool:
+    """values ∈ step·{−L..L} with step from reference's abs-max (complex: over re and im together)."""
+    values = torch.view_as_real(values) if values.is_complex() else values
+    reference = torch.view_as_real(reference) if reference.is_complex() else reference
+    step = reference.abs().max() / 2 ** (bits - 1)
+    return torch.allclose(values / step, torch.round(values / step), atol=1e-4)
+
+
+def test_deploy_recurrence_uses_exactly_the_quantized_crossbar_tensors():
+    torch.manual_seed(3)
+    layer = S4D(d_model=4, d_state=8).double()
+    float_tensors = layer.discrete()
+    for name, width in (("A_bar", 3), ("B_bar", 3), ("C", 4), ("D", 4), ("state", 5)):
+        layer.taps.attach(name, Quantizer(width).double())
+    A_bar, B_bar, C, D = layer.discrete()
+    for value, reference, width in zip((A_bar, B_bar, C, D), float_tensors, (3, 3, 4, 4)):
+        assert on_grid(value.detach(), reference.detach(), width)
+        assert not torch.equal(value, reference)
+    u = torch.randn(2, 4, 30, dtype=torch.float64)
+    state, outputs = torch.zeros(2, 4, 4, dtype=torch.complex128), []
+    for t in range(30):
+        state = Quantizer(5).double()(A_bar * state + B_bar * u[..., t, None])
+        assert len(torch.unique(torch.view_as_real(state))) <= 2 ** 5 + 1
+        outputs.append(2 * (C * state).sum(-1).real + D * u[..., t])
+    assert torch.allclose(layer(u, "recurrent"), torch.stack(outputs, -1), atol=1e-12)
+
+
+def test_deploy_target_leaves_continuous_parameters_alone():
+    model = S4DClassifier(1, 2, d_model=4, d_state=4, n_layers=1)
+    quantize(model, {"A": 2, "C": 2, "log_dt": 2}, target="deploy")
+    assert set(model.blocks[0].ssm.taps) == {"A_bar", "B_bar", "C", "D"}
+
+
+def test_quantized_model_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    model = quantize(S4DClassifier(1, 3, d_model=4, d_state=4, n_layers=1), {"all": 3}, scale="learned")
+    x = torch.randn(5, 12, 1)
+    model.train()
+    model(x)  # learned clips initialise, signal ranges are observed
+    model.eval()
+    torch.save(model.state_dict(), tmp_path / "q.pt")
+    clone = quantize(S4DClassifier(1, 3, d_model=4, d_state=4, n_layers=1), {"all": 3}, scale="learned")
+    clone.load_state_dict(torch.load(tmp_path / "q.pt"))
+    assert torch.equal(clone.eval()(x), model(x))
