@@ -6,6 +6,7 @@ import logging
 import math
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -22,6 +23,8 @@ from pipeline.progress import show_progress
 from pipeline.quant import calibrate, quantize, quantizers
 
 MetricsSink = Callable[[dict, int], None]
+# Lightning 2.6 with torch ≥ 2.10 warns about its own use of a deprecated torch API on every fit; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 SPLITS = ("train", "val", "test")
 CALIBRATION_BATCHES = 4
 

@@ -2,8 +2,8 @@ import pytest
 
 from pipeline import data
 from pipeline.config import ConfigError, parse
-from pipeline.quant.ptq import compare
-from pipeline.training import ClassifierModule, fit_classifier
+from pipeline.quant.ptq import compare, quantized_copy
+from pipeline.training import ClassifierModule, evaluate, fit_classifier
 
 from conftest import TINY
 
@@ -19,6 +19,9 @@ def test_qat_beats_ptq_at_two_bits_and_reports_costs(tiny, tmp_path):
     assert metrics["float/cost/size_bits"] / metrics["cost/size_bits"] == 16
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")
     assert reloaded.hparams.quant["bits"] == {"all": 2}
+    fine = tiny.qat.model_copy(update={"bits": {"all": 16}})
+    ptq16 = evaluate(quantized_copy(float_module, tiny, tmp_path / "prepared", fine), tiny, tmp_path / "prepared")
+    assert abs(ptq16["test/acc"] - metrics["float/test/acc"]) < 0.01  # 16 bits is as good as float
 
 
 @pytest.mark.parametrize("qat,message", [

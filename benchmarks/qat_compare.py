@@ -1,0 +1,67 @@
+"""Float vs PTQ vs QAT on a preset, for several bit settings: accuracies, cost reductions, QAT samples/s.
+
+    python benchmarks/qat_compare.py --preset presets/smnist.yaml --pretrain-epochs 6 --qat-epochs 3 \\
+        --bits all=4 --bits all=2 --bits all=4,A=1,C=1 --out qat.json
+
+Needs neither MLflow nor DVC, so it runs as-is on a bare GPU machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from pipeline import data
+from pipeline.config import parse
+from pipeline.cost.__main__ import parse_bits
+from pipeline.quant.ptq import compare
+from pipeline.training import fit_classifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
+    parser.add_argument("--pretrain-epochs", type=int, default=6)
+    parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--target", default="paper", choices=["paper", "deploy"])
+    parser.add_argument("--bits", action="append", required=True, help="e.g. all=4,A=1,C=1 (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("qat_compare.json"))
+    args = parser.parse_args()
+
+    preset = Path(args.preset)
+    raw = yaml.safe_load(preset.read_text())
+    raw["pretrain"]["epochs"] = args.pretrain_epochs
+    raw["tracking"] = {"enabled": False}
+    if args.source:
+        raw["data"]["source"] = str(Path(args.source).resolve())
+    config = parse(raw, origin=str(preset), base=preset.resolve().parent)
+    torch.set_float32_matmul_precision("high")
+
+    results = {"preset": str(preset), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+               "torch": torch.__version__, "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data.prepare(config, tmp / "prepared")
+        float_module, float_metrics = fit_classifier(config, tmp / "prepared", tmp / "pretrain")
+        results["float"] = float_metrics
+        print("float", json.dumps(float_metrics), flush=True)
+        for setting in args.bits:
+            bits = parse_bits(setting.split(","))
+            qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs, "target": args.target})
+            start = time.perf_counter()
+            _, metrics = compare(float_module, config, tmp / "prepared", tmp / f"qat-{setting}", qat)
+            metrics["seconds"] = time.perf_counter() - start
+            results["runs"].append({"bits": bits, "target": args.target, **metrics})
+            print(setting, json.dumps(metrics), flush=True)
+            args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
