@@ -63,7 +63,7 @@ class ClassifierModule(L.LightningModule):
         return loss
 
     def _calibrate(self) -> None:
-        loader = self.trainer.datamodule.train_dataloader()
+        loader = self.trainer.datamodule.calibration_dataloader()
         batches = (x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES))
         calibrate(self.model, batches, self.eval_mode)
 

@@ -18,6 +18,7 @@ TINY = {
     "model": {"d_model": 16, "d_state": 8, "n_layers": 1},
     "train": {"batch_size": 64, "accelerator": "cpu"},
     "pretrain": {"epochs": 8, "lr": 0.01},
+    "qat": {"bits": {"all": 4}, "epochs": 2},
 }
 
 

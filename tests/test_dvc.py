@@ -14,10 +14,12 @@ def repro(project) -> str:
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
-    assert "Running stage 'prepare'" in first and "Running stage 'pretrain'" in first
+    assert all(f"Running stage '{stage}'" in first for stage in ("prepare", "pretrain", "qat"))
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/seconds"} <= set(metrics)
-    assert (project / "models" / "pretrain.ckpt").is_file()
+    assert (project / "models" / "pretrain.ckpt").is_file() and (project / "models" / "qat.ckpt").is_file()
+    qat = json.loads((project / "metrics" / "qat.json").read_text())
+    assert {"test/acc", "ptq/test/acc", "float/test/acc", "cost/ace", "cost/ace_reduction"} <= set(qat)
     assert (project / "data" / "prepared" / "meta.json").is_file()
 
     assert "Running stage" not in repro(project)
@@ -27,3 +29,8 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = repro(project)
     assert "Running stage 'pretrain'" in third and "Running stage 'prepare'" not in third
+
+    params["qat"]["epochs"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth = repro(project)
+    assert "Running stage 'qat'" in fourth and "Running stage 'pretrain'" not in fourth

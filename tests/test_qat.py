@@ -1,9 +1,14 @@
 import pytest
+import torch
 
 from pipeline import data
+from pipeline.data import read_meta
+from pipeline.data.datamodule import load_split
 from pipeline.config import ConfigError, parse
 from pipeline.quant.ptq import compare, quantized_copy
-from pipeline.training import ClassifierModule, evaluate, fit_classifier
+from pipeline.quant.sweep import sweep_bits
+from pipeline.report import plot_bit_sweep
+from pipeline.training import ClassifierModule, build_module, evaluate, fit_classifier
 
 from conftest import TINY
 
@@ -24,6 +29,22 @@ def test_qat_beats_ptq_at_two_bits_and_reports_costs(tiny, tmp_path):
     assert abs(ptq16["test/acc"] - metrics["float/test/acc"]) < 0.01  # 16 bits is as good as float
 
 
+def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
+    data.prepare(tiny, tmp_path / "prepared")
+    float_module = build_module(tiny, read_meta(tmp_path / "prepared"), tiny.pretrain)
+    deploy = tiny.qat.model_copy(update={"target": "deploy", "bits": {"all": 6}})
+    module = quantized_copy(float_module, tiny, tmp_path / "prepared", deploy)
+    assert module.eval_mode == "recurrent"
+    reported = evaluate(module, tiny, tmp_path / "prepared")["test/acc"]  # calibrates the state quantizers
+    x, y = load_split(tmp_path / "prepared", "test").tensors
+    with torch.no_grad():
+        recurrent = (module.eval()(x, "recurrent").argmax(-1) == y).float().mean().item()
+    assert reported == pytest.approx(recurrent, abs=1e-6)
+    torch.manual_seed(123)  # calibration must not depend on the global random state
+    again = evaluate(quantized_copy(float_module, tiny, tmp_path / "prepared", deploy), tiny, tmp_path / "prepared")
+    assert again["test/acc"] == reported
+
+
 @pytest.mark.parametrize("qat,message", [
     ({"bits": {"all": 0}}, "bits.all = 0"),
     ({"bits": {"B": 4}}, "allowed: ['all', 'A', 'C', 'log_dt', 'state', 'act', 'mix', 'coder']"),
@@ -35,3 +56,16 @@ def test_bad_quantization_params_are_refused(qat, message):
     with pytest.raises(ConfigError) as error:
         parse({**TINY, "qat": qat})
     assert "qat" in str(error.value) and message in str(error.value)
+
+
+def test_bit_sweep_reports_ptq_and_qat_per_component_and_width(tiny, tmp_path):
+    config = parse({**TINY, "sweep_bits": {"components": ["A", "all"], "bits": [4, 2], "epochs": 1},
+                    "tracking": {"enabled": False}}, base=tmp_path)
+    data.prepare(config, tmp_path / "prepared")
+    float_module = build_module(config, read_meta(tmp_path / "prepared"), config.pretrain)
+    logged = []
+    results = sweep_bits(float_module, config, tmp_path / "prepared", tmp_path / "sweep", log=logged.append)
+    assert set(results) == {"float", "A", "all"} and set(results["A"]) == {"4", "2"}
+    assert all(0 <= v[k] <= 1 for c in ("A", "all") for v in results[c].values() for k in ("ptq", "qat"))
+    assert len(logged) == 4 and "sweep/A/2/qat" in logged[-3]
+    assert plot_bit_sweep(results, tmp_path / "sweep.png").stat().st_size > 10_000

@@ -42,3 +42,7 @@ class PreparedDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def calibration_dataloader(self) -> DataLoader:
+        """Training data in its stored (already random) order: the same batches on every run."""
+        return self._loader("train", shuffle=False)

@@ -43,6 +43,7 @@ def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path
     trained, metrics = train(float_module, config, data_dir, workdir, qat, sink)
     float_cost, quant_cost = costs(config, data_dir, {}), costs(config, data_dir, qat.bits)
     metrics |= {f"float/{k}": v for k, v in float_eval.items()} | {f"ptq/{k}": v for k, v in ptq_eval.items()}
-    metrics |= {f"float/cost/{k}": v for k, v in float_cost.items()} | {f"cost/{k}": v for k, v in quant_cost.items()}
+    for prefix, cost in (("float/cost", float_cost), ("ptq/cost", quant_cost), ("cost", quant_cost)):
+        metrics |= {f"{prefix}/{k}": v for k, v in cost.items()}
     metrics |= {f"cost/{k}_reduction": float_cost[k] / quant_cost[k] for k in quant_cost}
     return trained, metrics
