@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
+from bench_config import device_name, load_preset
 
 from pipeline import data
-from pipeline.config import parse
 from pipeline.cost.__main__ import parse_bits
 from pipeline.quant.ptq import compare
 from pipeline.training import fit_classifier
@@ -34,17 +33,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("qat_compare.json"))
     args = parser.parse_args()
 
-    preset = Path(args.preset)
-    raw = yaml.safe_load(preset.read_text())
-    raw["pretrain"]["epochs"] = args.pretrain_epochs
-    raw["tracking"] = {"enabled": False}
-    if args.source:
-        raw["data"]["source"] = str(Path(args.source).resolve())
-    config = parse(raw, origin=str(preset), base=preset.resolve().parent)
-    torch.set_float32_matmul_precision("high")
-
-    results = {"preset": str(preset), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-               "torch": torch.__version__, "runs": []}
+    config = load_preset(args.preset, args.pretrain_epochs, args.source)
+    results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data.prepare(config, tmp / "prepared")

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
+from bench_config import device_name, load_preset
 
 from pipeline import data
-from pipeline.config import parse
 from pipeline.training import fit_classifier
 
 
@@ -49,14 +47,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("train_speed.json"))
     args = parser.parse_args()
 
-    preset = Path(args.preset)
-    raw = yaml.safe_load(preset.read_text())
-    raw["pretrain"]["epochs"] = args.epochs
-    raw["tracking"] = {"enabled": False}
-    if args.source:
-        raw["data"]["source"] = str(Path(args.source).resolve())
-    config = parse(raw, origin=str(preset), base=preset.resolve().parent)
-    torch.set_float32_matmul_precision("high")
+    config = load_preset(args.preset, args.epochs, args.source)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -69,9 +60,9 @@ def main() -> None:
     for row, acc in zip(history, per_epoch_test.accuracy):
         row["test/acc"] = acc
     result = {
-        "preset": str(preset), "data": meta["name"], "model": config.model.model_dump(),
+        "preset": args.preset, "data": meta["name"], "model": config.model.model_dump(),
         "batch_size": config.train.batch_size, "epochs": args.epochs, "prepare_seconds": prepare_seconds,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": device_name(),
         "torch": torch.__version__, "final": metrics, "per_epoch": history,
     }
     args.out.write_text(json.dumps(result, indent=2))

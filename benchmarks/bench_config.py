@@ -1,0 +1,27 @@
+"""Shared by the benchmark scripts: a preset with overrides, tracking off, and the device's name."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from pipeline.config import Config, parse
+
+
+def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] = None) -> Config:
+    """The preset's params with `pretrain.epochs` set, tracking off, and optionally another data source."""
+    preset = Path(preset)
+    raw = yaml.safe_load(preset.read_text())
+    raw["pretrain"]["epochs"] = pretrain_epochs
+    raw["tracking"] = {"enabled": False}
+    if source:
+        raw["data"]["source"] = str(Path(source).resolve())
+    torch.set_float32_matmul_precision("high")
+    return parse(raw, origin=str(preset), base=preset.resolve().parent)
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
