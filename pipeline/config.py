@@ -174,6 +174,21 @@ class QatConfig(Schedule, QuantConfig):
         "conv", description="conv is fast; in deploy, recurrent quantizes the state exactly as evaluated")
 
 
+class PruneConfig(Schedule):
+    """Pruning on the validation set within a tolerance, then a recovery fine-tune with the masks fixed."""
+
+    tolerance: float = Field(0.01, ge=0, le=1, description="allowed drop of validation accuracy (0.01 = 1 pp)")
+    structured: bool = True
+    unstructured: bool = True
+    mixing: bool = True
+    epochs: int = Field(3, ge=1, description="recovery fine-tune with the masks fixed")
+    lr: float = Field(1e-3, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+    def granularities(self) -> tuple[str, ...]:
+        return tuple(g for g in ("structured", "unstructured", "mixing") if getattr(self, g))
+
+
 class SweepBitsConfig(Section):
     """Per-component sweep: each component alone (and `all`) at each bit width, PTQ and short QAT."""
 
@@ -212,6 +227,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     pretrain: PretrainConfig = PretrainConfig()
     qat: QatConfig = QatConfig()
+    prune: PruneConfig = PruneConfig()
     sweep_bits: SweepBitsConfig = SweepBitsConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)

@@ -20,6 +20,7 @@ from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
 from pipeline.progress import show_progress
+from pipeline.prune.masks import attach_masks
 from pipeline.quant import calibrate, quantize, quantizers
 
 MetricsSink = Callable[[dict, int], None]
@@ -33,11 +34,12 @@ class ClassifierModule(L.LightningModule):
     """S4D classifier trained with cross-entropy; AdamW in groups (SSM: lr ≤ 1e-3, no weight decay; learned
     quantizer clips: no weight decay) and a per-step schedule: linear warm-up, then cosine decay to zero.
 
-    `quant` (a `QuantConfig` as a dict) attaches quantizers; the `deploy` target is validated and tested in
+    `quant` (a `QuantConfig` as a dict) attaches quantizers, `pruned` pruning masks (after them); the `deploy` target is validated and tested in
     recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data are calibrated on a
     few training batches before validation and test."""
 
-    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None):
+    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None,
+                 pruned: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.model = S4DClassifier(d_in, n_classes, **model)
@@ -48,6 +50,8 @@ class ClassifierModule(L.LightningModule):
             quantize(self.model, quant["bits"], quant["target"], quant["scale"], quant.get("clip"))
             self.train_mode = quant.get("train_mode", "conv")
             self.eval_mode = "recurrent" if quant["target"] == "deploy" else "conv"
+        if pruned:
+            attach_masks(self.model)
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)

@@ -19,6 +19,7 @@ TINY = {
     "train": {"batch_size": 64, "accelerator": "cpu"},
     "pretrain": {"epochs": 8, "lr": 0.01},
     "qat": {"bits": {"all": 4}, "epochs": 2},
+    "prune": {"epochs": 1},
 }
 
 

@@ -19,6 +19,13 @@ def test_defaults_and_presets_validate():
         load(path)
 
 
+def test_every_params_file_has_every_section_dvc_tracks():
+    tracked = {p.split(".")[0] for f in ("dvc.yaml", "sweeps/dvc.yaml")
+               for stage in yaml.safe_load((ROOT / f).read_text())["stages"].values() for p in stage.get("params", [])}
+    for path in [ROOT / "params.yaml", *presets.available(ROOT / "presets").values()]:
+        assert tracked <= set(yaml.safe_load(path.read_text())), path
+
+
 def test_unknown_key_names_key_and_allowed_keys():
     with pytest.raises(ConfigError) as error:
         parse({**TINY, "model": {"d_modle": 8}})

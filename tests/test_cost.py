@@ -37,10 +37,13 @@ def test_uniform_bits_reduce_ace_quadratically_and_size_linearly():
 
 
 def test_live_counts_replace_dense_ones():
-    dense = proxies([LayerCounts(12, 9, 3)] * 2, 1, 2, BITS)
-    pruned = proxies([LayerCounts(12, 9, 3), LayerCounts(8, 9, 3)], 1, 2, BITS)
-    assert dense["size_bits"] - pruned["size_bits"] == 4 * (2 + 3)
-    assert dense["ace"] - pruned["ace"] == 4 * 4 * (2 + 3)
+    dense = proxies([LayerCounts(12, 12, 9, 3)] * 2, 1, 2, BITS)
+    assert dense == model_proxies(**SMALL, bits=BITS)
+    # second layer: one complex mode gone (2 state and 2 C entries), 1 more C entry, 3 mixing weights
+    pruned = proxies([LayerCounts(12, 12, 9, 3), LayerCounts(10, 9, 6, 3)], 1, 2, BITS)
+    assert dense["size_bits"] - pruned["size_bits"] == 2 * 2 + 3 * 3 + 3 * 6
+    assert dense["ace"] - pruned["ace"] == 4 * (2 * 2 + 3 * 3) + 3 * 5 * 6
+    assert dense["adc"] - pruned["adc"] == 2 * 4
 
 
 def test_command_line_calculator():

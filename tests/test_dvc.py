@@ -14,12 +14,14 @@ def repro(project) -> str:
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
-    assert all(f"Running stage '{stage}'" in first for stage in ("prepare", "pretrain", "qat"))
+    assert all(f"Running stage '{stage}'" in first for stage in ("prepare", "pretrain", "qat", "prune"))
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/seconds"} <= set(metrics)
     assert (project / "models" / "pretrain.ckpt").is_file() and (project / "models" / "qat.ckpt").is_file()
     qat = json.loads((project / "metrics" / "qat.json").read_text())
     assert {"test/acc", "ptq/test/acc", "float/test/acc", "cost/ace", "cost/ace_reduction"} <= set(qat)
+    pruned = json.loads((project / "metrics" / "prune.json").read_text())
+    assert {"test/acc", "val/acc", "pruned/structured_frac", "pruned/layer0/mixing_frac", "cost/ace"} <= set(pruned)
     assert (project / "data" / "prepared" / "meta.json").is_file()
 
     assert "Running stage" not in repro(project)

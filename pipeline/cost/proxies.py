@@ -5,7 +5,8 @@
     ADC  = Σ_layers [(N·r_state + r_act)·H + H·r_mix] + H·r_act + d_out·r_act
 
 ACE counts bit-weighted multiply-accumulates per time step; ADC sums the bits of the analog outputs read per
-time step. Counts of live entries can replace the dense H·N and H² (pruning), layer by layer.
+time step. After pruning, counts of live entries replace the dense ones layer by layer: H·N·r_A → a·r_A with
+a the live state entries, H·N·r_C → c·r_C with c the live entries of C, H² → the live mixing weights.
 """
 from __future__ import annotations
 
@@ -24,24 +25,25 @@ def widths(bits: dict[str, Optional[int]]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class LayerCounts:
-    """Live weights of one layer: state entries (H·N when dense) and mixing weights (H² when dense)."""
+    """Live entries of one layer: state (a, H·N when dense), C (c, H·N when dense), mixing (H² when dense)."""
 
     state: int
+    c: int
     mix: int
     channels: int
 
 
 def dense_layers(n_layers: int, d_model: int, d_state: int) -> list[LayerCounts]:
-    return [LayerCounts(d_model * d_state, d_model * d_model, d_model)] * n_layers
+    return [LayerCounts(d_model * d_state, d_model * d_state, d_model * d_model, d_model)] * n_layers
 
 
 def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str, Optional[int]]) -> dict:
     """{"ace", "size_bits", "adc"} for the given layers and per-component bits."""
     r = widths(bits)
     H = layers[0].channels if layers else 0
-    ace = sum(l.state * r["state"] * (r["A"] + r["C"]) + l.mix * r["act"] * r["mix"] for l in layers)
+    ace = sum(r["state"] * (l.state * r["A"] + l.c * r["C"]) + l.mix * r["act"] * r["mix"] for l in layers)
     ace += H * d_in * r["coder"] * r["act"] + H * d_out * r["coder"] * r["act"]
-    size = sum(l.state * (r["A"] + r["C"]) + l.mix * r["mix"] for l in layers) + H * (d_in + d_out) * r["coder"]
+    size = sum(l.state * r["A"] + l.c * r["C"] + l.mix * r["mix"] for l in layers) + H * (d_in + d_out) * r["coder"]
     adc = sum(l.state * r["state"] + l.channels * r["act"] + l.channels * r["mix"] for l in layers)
     adc += H * r["act"] + d_out * r["act"]
     return {"ace": ace, "size_bits": size, "adc": adc}

@@ -1,0 +1,46 @@
+"""The prune stage's work: prune a trained classifier on the validation set, recover, report fractions and costs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pipeline.config import Config, PruneConfig
+from pipeline.cost import LayerCounts, proxies
+from pipeline.data import read_meta
+from pipeline.data.datamodule import load_split
+from pipeline.prune.masks import LayerMasks, attach_masks, fractions
+from pipeline.prune.search import prune
+from pipeline.training import ClassifierModule, MetricsSink, fit, load_weights
+
+
+def live_counts(module: ClassifierModule, layers: list[LayerMasks]) -> list[LayerCounts]:
+    """Live entries per layer: a pruned mode removes 2 state and 2 C entries; the mixing term stays H²-scaled."""
+    counts = []
+    for block, m in zip(module.model.blocks, layers):
+        channels = block.ssm.D.numel()
+        counts.append(LayerCounts(state=2 * int(m.mode.keep.sum()), c=int((m.entry.keep * m.mode.keep).sum()),
+                                  mix=round(channels * channels * float(m.mix.keep.mean())), channels=channels))
+    return counts
+
+
+def pruned_copy(module: ClassifierModule) -> ClassifierModule:
+    """`module` with all-ones masks attached (its quantizers, if any, kept)."""
+    h = module.hparams
+    return load_weights(ClassifierModule(h.d_in, h.n_classes, h.model, h.optim, h.get("quant"), pruned=True), module)
+
+
+def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
+                      settings: Optional[PruneConfig] = None,
+                      sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+    settings = settings or config.prune
+    pruned = pruned_copy(module)
+    x_val, y_val = load_split(data_dir, "validation").tensors
+    search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.tolerance, settings.granularities())
+    pruned, metrics = fit(pruned, config, settings, data_dir, workdir, sink)
+    layers = attach_masks(pruned.model)
+    meta = read_meta(data_dir)
+    bits = (pruned.hparams.get("quant") or {}).get("bits", {})
+    cost = proxies(live_counts(pruned, layers), meta["d_in"], meta["n_classes"], bits)
+    metrics |= {"search/baseline_val_acc": search["baseline_val_acc"], "search/val_acc": search["val_acc"]}
+    metrics |= fractions(layers) | {f"cost/{k}": v for k, v in cost.items()}
+    return pruned, metrics

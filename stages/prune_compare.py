@@ -1,0 +1,32 @@
+"""QS4D's comparison: the structured fraction prunable from the float and from the QAT model at the same
+tolerance (no recovery) → metrics/prune_compare.json. Run with `dvc repro sweeps/dvc.yaml:prune_compare`."""
+import json
+from pathlib import Path
+
+from pipeline import stage, tracking
+from pipeline.config import Config
+from pipeline.data.datamodule import load_split
+from pipeline.prune.recover import pruned_copy
+from pipeline.prune.search import prune
+from pipeline.training import ClassifierModule
+
+DATA, MODELS = Path("data/prepared"), {"float": Path("models/pretrain.ckpt"), "qat": Path("models/qat.ckpt")}
+
+
+def main(config: Config) -> None:
+    x_val, y_val = load_split(DATA, "validation").tensors
+    results = {"tolerance": config.prune.tolerance}
+    with tracking.stage_run(config, "prune_compare") as run:
+        for name, path in MODELS.items():
+            module = pruned_copy(ClassifierModule.load_from_checkpoint(path, map_location="cpu"))
+            search = prune(module.model, x_val, y_val, module.eval_mode, config.prune.tolerance, ("structured",))
+            total = sum(m.mode.keep.numel() for m in search["layers"])
+            results[name] = {"structured_frac": search["removed"]["structured"] / total,
+                             "val_acc_before": search["baseline_val_acc"], "val_acc_after": search["val_acc"]}
+        run.log_metrics({f"{m}/{k}": v for m in MODELS for k, v in results[m].items()})
+        run.log_artifact(stage.write_metrics("prune_compare", results))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    stage.run(main)
