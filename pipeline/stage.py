@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,15 @@ def write_metrics(stage: str, metrics: dict, folder: Path = METRICS_DIR) -> Path
     path = folder / f"{stage}.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def publish(run, stage: str, metrics: dict, workdir: Path, out: Path) -> None:
+    """Copy the best checkpoint of `workdir` to `out`; write metrics/<stage>.json; log both and the metrics."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(workdir / "best.ckpt", out)
+    run.log_metrics(metrics, step=metrics.get("train/epochs"))
+    run.log_artifact(out)
+    run.log_artifact(write_metrics(stage, metrics))
 
 
 def run(stage: Callable[[Config], None], params: str | Path = "params.yaml") -> None:

@@ -13,11 +13,7 @@ def main(config: Config) -> None:
     with tracking.stage_run(config, "pretrain") as run:
         shutil.rmtree(WORKDIR, ignore_errors=True)
         _, metrics = fit_classifier(config, DATA, WORKDIR, sink=run.log_metrics)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(WORKDIR / "best.ckpt", OUT)
-        run.log_metrics(metrics, step=config.pretrain.epochs)
-        run.log_artifact(OUT)
-        run.log_artifact(stage.write_metrics("pretrain", metrics))
+        stage.publish(run, "pretrain", metrics, WORKDIR, OUT)
         print(f"pretrain: val/acc {metrics['val/acc']:.4f}, test/acc {metrics['test/acc']:.4f}, "
               f"{metrics['params']} parameters, {metrics['train/seconds']:.1f} s")
 

@@ -15,10 +15,7 @@ def main(config: Config) -> None:
         shutil.rmtree(WORKDIR, ignore_errors=True)
         module = ClassifierModule.load_from_checkpoint(QAT, map_location="cpu")
         _, metrics = prune_and_recover(module, config, DATA, WORKDIR, sink=run.log_metrics)
-        shutil.copyfile(WORKDIR / "best.ckpt", OUT)
-        run.log_metrics(metrics)
-        run.log_artifact(OUT)
-        run.log_artifact(stage.write_metrics("prune", metrics))
+        stage.publish(run, "prune", metrics, WORKDIR, OUT)
         print(f"prune: structured {metrics['pruned/structured_frac']:.1%}, unstructured "
               f"{metrics['pruned/unstructured_frac']:.1%}, mixing {metrics['pruned/mixing_frac']:.1%}; "
               f"test/acc {metrics['test/acc']:.4f}")

@@ -16,10 +16,7 @@ def main(config: Config) -> None:
         shutil.rmtree(WORKDIR, ignore_errors=True)
         float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
         _, metrics = compare(float_module, config, DATA, WORKDIR, sink=run.log_metrics)
-        shutil.copyfile(WORKDIR / "best.ckpt", OUT)
-        run.log_metrics(metrics, step=config.qat.epochs)
-        run.log_artifact(OUT)
-        run.log_artifact(stage.write_metrics("qat", metrics))
+        stage.publish(run, "qat", metrics, WORKDIR, OUT)
         print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {metrics['float/test/acc']:.4f}"
               f", PTQ {metrics['ptq/test/acc']:.4f}, QAT {metrics['test/acc']:.4f}; "
               f"ACE ÷{metrics['cost/ace_reduction']:.1f}")
