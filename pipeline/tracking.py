@@ -2,7 +2,7 @@
 
 A pipeline run is identified by `pipeline_id` = hash of every parameter + git commit, so the stages that
 `dvc repro` runs for one set of params and one commit land under one parent. Every run is tagged
-`pipeline_id`, `git_sha` and (children) `dvc_stage`. If the store cannot be used, the stage goes on without
+`pipeline_id`, `git_sha`, `git_dirty` and (children) `dvc_stage`. If the store cannot be used, the stage goes on without
 it after one warning.
 """
 from __future__ import annotations
@@ -17,12 +17,21 @@ from typing import Iterator, Optional
 from pipeline.config import Config
 
 
-def git_sha(cwd: Path) -> str:
+def _git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return None
+
+
+def git_sha(cwd: Path) -> str:
+    return _git(cwd, "rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty(cwd: Path) -> str:
+    """'true' when tracked files differ from the commit (the run's code is not exactly `git_sha`)."""
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status)).lower()
 
 
 def pipeline_id(config: Config) -> str:
@@ -101,7 +110,7 @@ def _open(config: Config, stage: str):
     else:
         experiment_id = experiment.experiment_id
     pid, sha = pipeline_id(config), git_sha(config.path("."))
-    tags = {"pipeline_id": pid, "git_sha": sha}
+    tags = {"pipeline_id": pid, "git_sha": sha, "git_dirty": git_dirty(config.path("."))}
     params = flatten(config.model_dump(mode="json"))
     found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.run_role = 'pipeline'",
                                max_results=1)

@@ -29,6 +29,7 @@ def test_stages_are_children_of_one_pipeline_run(tiny, tmp_path):
     for child in children.values():
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.data.tags["pipeline_id"] == pid and child.data.tags["git_sha"]
+        assert child.data.tags["git_dirty"] in ("true", "false", "unknown")
         assert child.info.status == "FINISHED"
         assert child.data.params["model.d_model"] == "16" and child.data.params["data.name"] == "digits"
         assert [m.value for m in client.get_metric_history(child.info.run_id, "val/acc")] == [0.5, 0.7]
