@@ -189,6 +189,19 @@ class PruneConfig(Schedule):
         return tuple(g for g in ("structured", "unstructured", "mixing") if getattr(self, g))
 
 
+class FinetuneConfig(Schedule):
+    """Noise-aware fine-tuning, and the noise-robustness curve of the float, QAT and fine-tuned models."""
+
+    sigma: float = Field(0.02, ge=0, le=1, description="σ_rel of the training noise, relative to max − min")
+    mixing_noise: bool = False
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+    eval_sigmas: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], min_length=1)
+    draws: int = Field(5, ge=1, description="noise draws per σ of the robustness curve")
+
+
 class SweepBitsConfig(Section):
     """Per-component sweep: each component alone (and `all`) at each bit width, PTQ and short QAT."""
 
@@ -228,6 +241,7 @@ class Config(Section):
     pretrain: PretrainConfig = PretrainConfig()
     qat: QatConfig = QatConfig()
     prune: PruneConfig = PruneConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
     sweep_bits: SweepBitsConfig = SweepBitsConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)

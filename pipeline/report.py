@@ -34,3 +34,21 @@ def plot_bit_sweep(results: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: str | Path) -> Path:
+    """Test accuracy (mean ± std over noise draws) vs σ_rel, one line per model."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for name, curve in curves.items():
+        sigmas = sorted(curve, key=float)
+        ax.errorbar([100 * float(s) for s in sigmas], [curve[s]["mean"] for s in sigmas],
+                    yerr=[curve[s]["std"] for s in sigmas], marker="o", capsize=3, label=name)
+    ax.set_xlabel("weight noise σ_rel (% of max − min)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

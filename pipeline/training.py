@@ -19,6 +19,7 @@ from pipeline.config import Config, Schedule
 from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
+from pipeline.analog.noise import attach_noise, set_noise
 from pipeline.progress import show_progress
 from pipeline.prune.masks import attach_masks
 from pipeline.quant import calibrate, quantize, quantizers
@@ -34,12 +35,13 @@ class ClassifierModule(L.LightningModule):
     """S4D classifier trained with cross-entropy; AdamW in groups (SSM: lr ≤ 1e-3, no weight decay; learned
     quantizer clips: no weight decay) and a per-step schedule: linear warm-up, then cosine decay to zero.
 
-    `quant` (a `QuantConfig` as a dict) attaches quantizers, `pruned` pruning masks (after them); the `deploy` target is validated and tested in
+    `quant` (a `QuantConfig` as a dict) attaches quantizers, `pruned` pruning masks (after them), `noise`
+    ({"sigma", "mixing"}) analog weight noise, on while training and off for validation and test; the `deploy` target is validated and tested in
     recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data are calibrated on a
     few training batches before validation and test."""
 
     def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None,
-                 pruned: bool = False):
+                 pruned: bool = False, noise: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = S4DClassifier(d_in, n_classes, **model)
@@ -52,6 +54,10 @@ class ClassifierModule(L.LightningModule):
             self.eval_mode = "recurrent" if quant["target"] == "deploy" else "conv"
         if pruned:
             attach_masks(self.model)
+        self.train_sigma = 0.0
+        if noise is not None:
+            attach_noise(self.model, 0.0, noise.get("mixing", False))
+            self.train_sigma = noise["sigma"]
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
@@ -71,10 +77,15 @@ class ClassifierModule(L.LightningModule):
         batches = (x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES))
         calibrate(self.model, batches, self.eval_mode)
 
+    def on_train_epoch_start(self) -> None:
+        set_noise(self.model, self.train_sigma)
+
     def on_validation_start(self) -> None:
+        set_noise(self.model, 0.0)
         self._calibrate()
 
     def on_test_start(self) -> None:
+        set_noise(self.model, 0.0)
         self._calibrate()
 
     def training_step(self, batch, batch_idx):

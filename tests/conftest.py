@@ -20,6 +20,7 @@ TINY = {
     "pretrain": {"epochs": 8, "lr": 0.01},
     "qat": {"bits": {"all": 4}, "epochs": 2},
     "prune": {"epochs": 1},
+    "finetune": {"epochs": 1, "eval_sigmas": [0.0, 0.05], "draws": 2},
 }
 
 

@@ -1,0 +1,55 @@
+"""Analog weight noise: additive Gaussian with std = σ_rel·(max − min) of the tensor, redrawn each forward pass.
+
+Attached to the taps of every crossbar-mapped tensor (Ā, B̄, C, D; optionally the mixing weights), after the
+quantizer and before any pruning mask, so programmed cells (zeros included) are perturbed and removed cells
+stay removed.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.model import S4DClassifier
+from pipeline.prune.masks import Mask
+
+CROSSBAR_TAPS = ("A_bar", "B_bar", "C", "D")
+
+
+class Noise(nn.Module):
+    def __init__(self, sigma: float = 0.0):
+        super().__init__()
+        if sigma < 0:
+            raise ValueError(f"sigma = {sigma}: must be ≥ 0")
+        self.sigma = sigma
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sigma == 0:
+            return x
+        if x.is_complex():
+            return torch.view_as_complex(self(torch.view_as_real(x)).contiguous())
+        spread = (x.max() - x.min()).detach()
+        return x + torch.randn_like(x) * (self.sigma * spread)
+
+
+def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False) -> list[Noise]:
+    """Noise on every crossbar-mapped tensor of every layer (and the mixing weights if asked); returns them."""
+    added = []
+    for block in model.blocks:
+        points = [(block.ssm.taps, name) for name in CROSSBAR_TAPS] + ([(block.taps, "mix")] if mixing else [])
+        for taps, name in points:
+            noise = Noise(sigma)
+            taps.attach(name, noise, before=Mask)
+            added.append(noise)
+    return added
+
+
+def noise_modules(model: nn.Module) -> list[Noise]:
+    return [m for m in model.modules() if isinstance(m, Noise)]
+
+
+def set_noise(model: nn.Module, sigma: float) -> None:
+    for noise in noise_modules(model):
+        noise.sigma = sigma
