@@ -9,6 +9,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
+def _save(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_bit_sweep(results: dict, path: str | Path) -> Path:
     """Test accuracy vs bits, one panel per component: PTQ dashed, QAT solid, float as a grey line."""
     components = [c for c in results if c != "float"]
@@ -28,12 +37,7 @@ def plot_bit_sweep(results: dict, path: str | Path) -> Path:
         ax.axis("off")
     axes[0, 0].set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: str | Path) -> Path:
@@ -46,9 +50,4 @@ def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: 
     ax.set_xlabel("weight noise σ_rel (% of max − min)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
