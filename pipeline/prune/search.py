@@ -28,34 +28,32 @@ def accuracy(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, 
     return correct / len(y)
 
 
+def _ranked(per_layer) -> list[Candidate]:
+    """Candidates from (mask, saliency, live) triples, one per layer; entries already removed are skipped."""
+    out = []
+    for mask, saliency, live in per_layer:
+        out += [(s, mask, i) for i, (s, alive) in enumerate(zip(saliency.flatten().tolist(), live.flatten().tolist()))
+                if alive]
+    return out
+
+
 @torch.no_grad()
 def mode_candidates(model: S4DClassifier, layers: list[LayerMasks]) -> list[Candidate]:
-    out = []
-    for block, masks in zip(model.blocks, layers):
+    def per_layer(block, masks):
         A_bar, B_bar, C, _ = block.ssm.discrete()
-        saliency = (C * B_bar).abs() / (1 - A_bar.abs()).clamp_min(1e-6)
-        live = masks.mode.keep[..., 0].flatten()
-        out += [(float(s), masks.mode, i) for i, s in enumerate(saliency.flatten()) if live[i]]
-    return out
+        return masks.mode, (C * B_bar).abs() / (1 - A_bar.abs()).clamp_min(1e-6), masks.mode.keep[..., 0]
+    return _ranked(per_layer(b, m) for b, m in zip(model.blocks, layers))
 
 
 @torch.no_grad()
 def entry_candidates(model: S4DClassifier, layers: list[LayerMasks]) -> list[Candidate]:
-    out = []
-    for block, masks in zip(model.blocks, layers):
-        entries = torch.view_as_real(block.ssm.output_matrix()).abs()
-        live = (masks.entry.keep * masks.mode.keep).flatten()
-        out += [(float(s), masks.entry, i) for i, s in enumerate(entries.flatten()) if live[i]]
-    return out
+    return _ranked((m.entry, torch.view_as_real(b.ssm.output_matrix()).abs(), m.entry.keep * m.mode.keep)
+                   for b, m in zip(model.blocks, layers))
 
 
 @torch.no_grad()
 def mixing_candidates(model: S4DClassifier, layers: list[LayerMasks]) -> list[Candidate]:
-    out = []
-    for block, masks in zip(model.blocks, layers):
-        live = masks.mix.keep.flatten()
-        out += [(float(s), masks.mix, i) for i, s in enumerate(block.mix.weight.abs().flatten()) if live[i]]
-    return out
+    return _ranked((m.mix, b.mix.weight.abs(), m.mix.keep) for b, m in zip(model.blocks, layers))
 
 
 def _set(candidates: list[Candidate], value: float) -> None:
