@@ -202,6 +202,81 @@ class FinetuneConfig(Schedule):
     draws: int = Field(5, ge=1, description="noise draws per σ of the robustness curve")
 
 
+class DeviceConfig(Section):
+    """A memory device for the crossbar simulator; conductances in siemens, noise relative to g_max.
+
+    Programming noise std at time t after programming: σ(G, t) = g_max·Σᵢ cᵢ·(G/g_max)ⁱ with the coefficients
+    `prog_noise[t]`, interpolated in log t between the listed times and held outside them."""
+
+    g_min: float = Field(ge=0)
+    g_max: float = Field(gt=0)
+    levels: Optional[int] = Field(None, ge=2, description="programmable levels in [g_min, g_max]; null = analog")
+    prog_noise: dict[float, list[float]] = Field(default_factory=lambda: {1.0: [0.0]},
+                                                 description="time (s) → σ/g_max polynomial in G/g_max")
+    read_noise: float = Field(0.0, ge=0, description="std per cell and read, relative to g_max")
+    drift_nu: float = Field(0.0, ge=0, description="mean drift exponent ν of G(t) = G₀·(t/t0)^−ν")
+    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device spread of ν")
+    drift_t0: float = Field(20.0, gt=0, description="s; no drift before t0")
+    stuck_off: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_min")
+    stuck_on: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_max")
+    ir_drop: float = Field(0.0, ge=0, lt=1, description="attenuation of the cell farthest from driver and ADC")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeviceConfig":
+        if self.g_min >= self.g_max:
+            raise ValueError(f"g_min = {self.g_min} must be < g_max = {self.g_max}")
+        if self.stuck_off + self.stuck_on > 1:
+            raise ValueError(f"stuck_off + stuck_on = {self.stuck_off + self.stuck_on}: must be ≤ 1")
+        if not self.prog_noise or any(t <= 0 or not c for t, c in self.prog_noise.items()):
+            raise ValueError(f"prog_noise = {self.prog_noise}: needs ≥ 1 time > 0, each with ≥ 1 coefficient")
+        return self
+
+
+class EvaluateConfig(Section):
+    """Crossbar evaluation: devices, Monte Carlo chips, times after programming, tiles, converters, energy."""
+
+    devices: list[str] = Field(default_factory=lambda: ["rram", "pcm"], min_length=1,
+                               description="names from pipeline/analog/devices.py, or keys of custom_devices")
+    custom_devices: dict[str, DeviceConfig] = Field(default_factory=dict)
+    device_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="device name → fields replacing the preset's")
+    chips: int = Field(8, ge=1, description="independently programmed chips (Monte Carlo)")
+    times: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0, 3600.0, 86400.0, 31536000.0], min_length=1, description="s after programming")
+    tile_rows: int = Field(64, ge=4, description="≥ 4: u_t, u_{t−1} and one mode's two state rows")
+    tile_cols: int = Field(64, ge=6, description="≥ 6: one mode's two state columns and y, as G+/G− pairs")
+    dac_bits: int = Field(8, ge=1, le=16)
+    adc_bits: int = Field(8, ge=1, le=16)
+    range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")
+    test_samples: Optional[int] = Field(None, ge=1, description="evaluate on the first n test samples; null = all")
+    batch_size: int = Field(256, ge=1)
+    read_voltage: float = Field(0.2, gt=0, description="V, full-scale read voltage (energy model)")
+    read_time: float = Field(10e-9, gt=0, description="s, read pulse (energy model)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluateConfig":
+        self.device_settings()
+        return self
+
+    def device_settings(self) -> dict[str, DeviceConfig]:
+        """Each evaluated device's settings: a preset or a custom device, with its overrides applied."""
+        from pipeline.analog.devices import PRESETS  # the cited table; imported here to avoid a cycle
+        known = {**PRESETS, **self.custom_devices}
+        unknown = sorted(set(self.devices) - set(known)) + sorted(set(self.device_overrides) - set(self.devices))
+        if unknown:
+            raise ValueError(f"unknown device(s) {unknown}; allowed: {sorted(known)} (overrides only for listed ones)")
+        settings = {}
+        for name in self.devices:
+            try:
+                settings[name] = DeviceConfig.model_validate(
+                    {**known[name].model_dump(), **self.device_overrides.get(name, {})})
+            except ValidationError as error:
+                problems = "; ".join(": ".join([*map(str, e["loc"]), e["msg"].removeprefix("Value error, ")])
+                                     for e in error.errors())
+                raise ValueError(f"device {name!r}: {problems}") from None
+        return settings
+
+
 class SweepBitsConfig(Section):
     """Per-component sweep: each component alone (and `all`) at each bit width, PTQ and short QAT."""
 
@@ -242,6 +317,7 @@ class Config(Section):
     qat: QatConfig = QatConfig()
     prune: PruneConfig = PruneConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     sweep_bits: SweepBitsConfig = SweepBitsConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)

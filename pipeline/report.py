@@ -51,3 +51,33 @@ def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: 
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_crossbar_accuracy(curves: dict[str, dict[str, dict[str, float]]], software: float, path: str | Path) -> Path:
+    """Crossbar test accuracy (mean ± std over chips, and the worst chip) vs time after programming, per device."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    ax.axhline(software, color="grey", lw=1, label="software")
+    for name, curve in curves.items():
+        times = list(curve)
+        line = ax.errorbar(range(len(times)), [curve[t]["mean"] for t in times],
+                           yerr=[curve[t]["std"] for t in times], marker="o", capsize=3, label=name)
+        ax.plot(range(len(times)), [curve[t]["min"] for t in times], "v", color=line[0].get_color(), alpha=0.6)
+        ax.set_xticks(range(len(times)), times)
+    ax.set_xlabel("time after programming (▼ worst chip)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_energy(breakdown: dict[str, float], baselines: dict[str, float], path: str | Path) -> Path:
+    """Energy per inference: the analog chip's breakdown by component beside the digital baselines (log scale)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [2, 1]})
+    parts = sorted(breakdown, key=breakdown.get, reverse=True)
+    left.barh(parts, [breakdown[p] for p in parts])
+    left.set_xscale("log")
+    left.set_xlabel("pJ per inference (analog chip)")
+    totals = {"analog": sum(breakdown.values()), **baselines}
+    right.bar(list(totals), list(totals.values()), color=["C0"] + ["C7"] * len(baselines))
+    right.set_yscale("log")
+    right.set_ylabel("pJ per inference")
+    return _save(fig, path)

@@ -21,6 +21,7 @@ TINY = {
     "qat": {"bits": {"all": 4}, "epochs": 2},
     "prune": {"epochs": 1},
     "finetune": {"epochs": 1, "eval_sigmas": [0.0, 0.05], "draws": 2},
+    "evaluate": {"chips": 2, "times": [1.0, 86400.0], "test_samples": 100},
 }
 
 

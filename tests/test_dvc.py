@@ -14,7 +14,8 @@ def repro(project) -> str:
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
-    assert all(f"Running stage '{stage}'" in first for stage in ("prepare", "pretrain", "qat", "prune"))
+    assert all(f"Running stage '{stage}'" in first
+               for stage in ("prepare", "pretrain", "qat", "prune", "finetune", "evaluate"))
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/seconds"} <= set(metrics)
     assert (project / "models" / "pretrain.ckpt").is_file() and (project / "models" / "qat.ckpt").is_file()
@@ -23,6 +24,13 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     pruned = json.loads((project / "metrics" / "prune.json").read_text())
     assert {"test/acc", "val/acc", "pruned/structured_frac", "pruned/layer0/mixing_frac", "cost/ace"} <= set(pruned)
     assert (project / "data" / "prepared" / "meta.json").is_file()
+    crossbar = json.loads((project / "metrics" / "crossbar.json").read_text())
+    assert {"crossbar/acc_mean", "crossbar/acc_std", "software/acc", "tiles", "cells", "energy/pj_per_inference",
+            "energy/digital_fp32_pj", "energy/digital_int8_pj", "crossbar/pcm/1d/acc_min"} <= set(crossbar)
+    assert crossbar["energy/digital_fp32_pj"] > crossbar["energy/digital_int8_pj"]
+    for device in ("rram", "pcm"):
+        assert (project / "crossbar" / device / "program.npz").is_file()
+    assert (project / "plots" / "energy.png").is_file() and (project / "plots" / "crossbar_accuracy.png").is_file()
 
     assert "Running stage" not in repro(project)
 

@@ -1,0 +1,78 @@
+"""Crossbar evaluation of a trained classifier: accuracy of Monte Carlo chips at times after programming, per
+device, and the energy per inference against digital baselines."""
+from __future__ import annotations
+
+import statistics
+from typing import Iterable
+
+import torch
+
+from pipeline.analog.mapping import TileProgram
+from pipeline.analog.simulator import chip_accuracies, map_model, simulated
+from pipeline.config import EvaluateConfig
+from pipeline.cost import energy
+from pipeline.cost.proxies import widths
+from pipeline.training import ClassifierModule
+
+UNITS = (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60))
+
+
+def duration(seconds: float) -> str:
+    """A short label: 1s, 1h, 1d, 1y, 90min, 2.5s."""
+    for unit, size in UNITS:
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@torch.no_grad()
+def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, calibration: list[torch.Tensor],
+                      settings: EvaluateConfig, seed: int = 0, on: str = "cpu"
+                      ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[TileProgram]]]:
+    """({device: {time label: {"mean", "std", "min"}}} over chips, {device: tile programs})."""
+    model = module.model.to(on).eval()
+    curves, programs = {}, {}
+    for name, device in settings.device_settings().items():
+        programs[name] = map_model(model, calibration, settings.tile_rows, settings.tile_cols,
+                                   settings.range_margin, device)
+        curves[name] = {}
+        for t in settings.times:
+            chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,
+                              seed)
+            accs = chip_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
+            curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
+                                         "min": min(accs)}
+    return curves, programs
+
+
+def tile_counts(programs: Iterable[TileProgram]) -> list[energy.Tiles]:
+    """Per layer: DAC rows and ADC columns in use, Σ(G+ + G−), tiles in use."""
+    counts = []
+    for p in programs:
+        used = p.present.any(-1).any(-1)
+        counts.append(energy.Tiles(rows=int(p.present.any(-1).sum()), cols=int(p.present.any(-2).sum()),
+                                   conductance=float((p.g_plus + p.g_minus).sum()), tiles=int(used.sum())))
+    return counts
+
+
+def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps: int,
+                   settings: EvaluateConfig) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics energy/*, the analog breakdown in pJ) for one inference of `steps` time steps."""
+    h = module.hparams
+    shape = energy.Shape(d_in=h.d_in, classes=h.n_classes, channels=h.model["d_model"],
+                         layers=len(programs), mix_out=2 if h.model.get("mixing", "glu") == "glu" else 1,
+                         steps=steps, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
+    bits = widths((h.get("quant") or {}).get("bits", {}))
+    breakdown = energy.analog(shape, tile_counts(programs), bits, settings.dac_bits, settings.adc_bits,
+                              settings.read_voltage, settings.read_time)
+    total = sum(breakdown.values())
+    fp32, int8 = sum(energy.digital(shape, None).values()), sum(energy.digital(shape, 8).values())
+    metrics = {"energy/pj_per_inference": total, "energy/digital_fp32_pj": fp32, "energy/digital_int8_pj": int8,
+               "energy/ratio_fp32": fp32 / total, "energy/ratio_int8": int8 / total}
+    metrics |= {f"energy/analog/{k}_pj": v for k, v in breakdown.items()}
+    return metrics, breakdown
+
+
+def layout_metrics(programs: list[TileProgram]) -> dict[str, int]:
+    return {"tiles": sum(t.tiles for t in tile_counts(programs)),
+            "cells": int(sum(2 * p.present.sum() for p in programs))}

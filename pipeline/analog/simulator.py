@@ -1,0 +1,235 @@
+"""Crossbar simulator: the S4D recurrence run step by step on simulated tiles, for many chips at once.
+
+Each step, every tile reads its inputs v = [u_t, u_{t−1}, x_{t−1}] through DACs (v/row full scale, rounded to
+`dac_bits`, clipped to [−1, 1]), computes the column currents Σ_r v_r·(G+ − G−)_rk, adds read noise, and converts
+them back to signal units through ADCs (`adc_bits` over ± the column's full scale, clipped). The digitised state
+is fed back; the y columns of a channel's tiles are summed digitally. One extra step flushes the last output.
+
+Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
+    programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0
+    drift        G(t) = G·(max(t, t0)/t0)^(−ν),  ν ~ N(ν̄, σ_ν) ≥ 0 per cell
+    faults       stuck at g_min or g_max with the device's rates
+    IR drop      G·(1 − ir_drop·d), d ∈ [0, 1] the cell's distance from the row driver and the column's ADC
+    read noise   per read and cell, std read_noise·g_max (added to each column current)
+Global drift compensation scales each tile's output by Σ|G+ − G−| at min(t, t0) over the same at t.
+Mixing layers, norms, pooling and decoder stay digital, at the precision the model was trained with.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from pipeline.analog.mapping import FIXED_ROWS, Layout, TileProgram, layout, modes_per_tile, program
+from pipeline.analog.noise import set_noise
+from pipeline.config import DeviceConfig
+from pipeline.model import S4DClassifier
+
+
+def convert(x: torch.Tensor, bits: Optional[int], full_scale: torch.Tensor | float) -> torch.Tensor:
+    """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity)."""
+    if bits is None:
+        return x
+    step = full_scale / 2 ** (bits - 1)
+    return torch.clamp(torch.round(x / step), -2 ** (bits - 1), 2 ** (bits - 1)) * step
+
+
+def run_tiles(u: torch.Tensor, read, tiles: int, state_width: int) -> torch.Tensor:
+    """The step loop. u (C, B, H, L); read(v (C, B, H, T, R)) → (C, B, H, T, K); returns y (C, B, H, L)."""
+    C, B, H, L = u.shape
+    state = u.new_zeros(C, B, H, tiles, state_width)
+    u_prev = torch.zeros_like(u[..., 0])
+    outputs = []
+    for t in range(L + 1):
+        u_t = u[..., t] if t < L else torch.zeros_like(u_prev)
+        inputs = torch.stack([u_t, u_prev], dim=-1).unsqueeze(-2).expand(C, B, H, tiles, FIXED_ROWS)
+        out = read(torch.cat([inputs, state], dim=-1))
+        state = out[..., :state_width]
+        if t > 0:
+            outputs.append(out[..., -1].sum(-1))
+        u_prev = u_t
+    return torch.stack(outputs, dim=-1)
+
+
+class _Read:
+    """One ideal read of the logical weights (H, T, R, K), recording the largest |signal| per row and column."""
+
+    def __init__(self, tiles: Layout):
+        self.weights = tiles.weights
+        H, T, R, K = tiles.weights.shape
+        self.u_max = torch.zeros(H)
+        self.state_max = torch.zeros(H, T)
+        self.y_max = torch.zeros(H, T)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("cbhtr,htrk->cbhtk", v, self.weights.to(v))
+        self.u_max = torch.maximum(self.u_max, v[..., 0].abs().amax(dim=(0, 1, 3)).cpu())
+        self.state_max = torch.maximum(self.state_max, out[..., :-1].abs().amax(dim=(0, 1, 4)).cpu())
+        self.y_max = torch.maximum(self.y_max, out[..., -1].abs().amax(dim=(0, 1)).cpu())
+        return out
+
+    def scales(self, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row full scale (H, T, R), column full scale (H, T, K)); 1 where a signal was always 0."""
+        def full(x):
+            return torch.where(x > 0, x * margin, torch.ones_like(x))
+        H, T, R, K = self.weights.shape
+        u, s, y = full(self.u_max)[:, None, None].expand(H, T, FIXED_ROWS), full(self.state_max), full(self.y_max)
+        rows = torch.cat([u, s[..., None].expand(H, T, R - FIXED_ROWS)], dim=-1)
+        cols = torch.cat([s[..., None].expand(H, T, K - 1), y[..., None]], dim=-1)
+        return rows, cols
+
+
+class _Probe(nn.Module):
+    """Stands in for an S4D layer during range calibration: the ideal tile recurrence, recording ranges."""
+
+    def __init__(self, tiles: Layout):
+        super().__init__()
+        self.read = _Read(tiles)
+
+    def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
+        _, T, _, K = self.read.weights.shape
+        return run_tiles(u.unsqueeze(0), self.read, T, K - 1).squeeze(0)
+
+
+def _with_layers(model: S4DClassifier, layers: list[nn.Module]) -> S4DClassifier:
+    """A copy of `model` (noise off, evaluation mode) whose S4D layers are replaced by `layers`."""
+    copied = copy.deepcopy(model).eval()
+    set_noise(copied, 0.0)
+    for block, layer in zip(copied.blocks, layers):
+        block.ssm = layer
+    return copied
+
+
+@torch.no_grad()
+def map_model(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float,
+              device: DeviceConfig) -> list[TileProgram]:
+    """Tile programs of every layer: layout, then DAC/ADC ranges measured with ideal tiles on `batches`."""
+    per_tile = modes_per_tile(rows, cols)
+    if per_tile < 1:
+        raise ValueError(f"tile {rows}×{cols}: too small for one mode (needs ≥ 4 rows and ≥ 6 columns)")
+    layouts = [layout(block.ssm, per_tile) for block in model.blocks]
+    probes = [_Probe(t) for t in layouts]
+    probed = _with_layers(model, probes)
+    for x in batches:
+        probed(x.to(next(model.parameters()).device))
+    return [program(t, *p.read.scales(margin), device.g_min, device.g_max, device.levels)
+            for t, p in zip(layouts, probes)]
+
+
+class Chips:
+    """`count` chips programmed with one layer's `TileProgram` on `device`: the random draws of each cell
+    (programming noise, drift exponent, faults) are made once; `weights(t)` gives the effective tiles at t."""
+
+    def __init__(self, tiles: TileProgram, device: DeviceConfig, count: int, generator: torch.Generator):
+        self.tiles, self.device = tiles, device
+        shape = (count, 2, *tiles.g_plus.shape)  # chip, G+/G−, H, T, R, K
+
+        def draw():
+            return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+        self.z, nu = draw(), draw()
+        self.nu = (device.drift_nu + device.drift_nu_std * nu).clamp_min(0)
+        fault = torch.rand(shape, generator=generator, dtype=torch.float64)
+        self.stuck_off, self.stuck_on = fault < device.stuck_off, (fault >= device.stuck_off) & (
+            fault < device.stuck_off + device.stuck_on)
+        H, T, R, K = tiles.g_plus.shape
+        along_row = torch.arange(2 * K, dtype=torch.float64).view(K, 2) / max(2 * K - 1, 1)  # physical column
+        along_col = (R - 1 - torch.arange(R, dtype=torch.float64)) / max(R - 1, 1)  # rows from the ADC
+        self.distance = ((along_row.T[:, None, :] + along_col[None, :, None]) / 2)  # (2, R, K)
+
+    def _sigma(self, g: torch.Tensor, t: float) -> torch.Tensor:
+        """Programming-noise std at t: the device's polynomials interpolated in log t."""
+        times = sorted(self.device.prog_noise)
+        g_rel = g / self.device.g_max
+
+        def at(key):
+            return self.device.g_max * sum(c * g_rel ** i for i, c in enumerate(self.device.prog_noise[key]))
+
+        if t <= times[0] or len(times) == 1:
+            return at(times[0]).clamp_min(0)
+        if t >= times[-1]:
+            return at(times[-1]).clamp_min(0)
+        hi = next(i for i, k in enumerate(times) if k >= t)
+        lo_t, hi_t = times[hi - 1], times[hi]
+        w = (math.log(t) - math.log(lo_t)) / (math.log(hi_t) - math.log(lo_t))
+        return ((1 - w) * at(lo_t) + w * at(hi_t)).clamp_min(0)
+
+    def conductances(self, t: float) -> torch.Tensor:
+        """(chip, G+/G−, H, T, R, K) in siemens at t seconds after programming."""
+        d = self.device
+        target = torch.stack([self.tiles.g_plus, self.tiles.g_minus]).to(torch.float64)
+        g = (target + self._sigma(target, t) * self.z).clamp_min(0)
+        g = g * (max(t, d.drift_t0) / d.drift_t0) ** (-self.nu)
+        g = torch.where(self.stuck_off, d.g_min, torch.where(self.stuck_on, d.g_max, g))
+        g = g * (1 - d.ir_drop * self.distance[:, None, None])
+        return g * self.tiles.present
+
+    def weights(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(effective weights (C, H, T, R, K) in signal units per DAC unit, read-noise std per unit (C, H, T, K)):
+        (G+ − G−)·gain, times the global drift compensation Σ|ΔG(min(t, t0))| / Σ|ΔG(t)| of each tile."""
+        def differential(time):
+            g = self.conductances(time)
+            return g[:, 0] - g[:, 1]
+
+        delta = differential(t)
+        reference = differential(min(t, self.device.drift_t0)) if t > self.device.drift_t0 else delta
+        compensation = reference.abs().sum((-2, -1)) / delta.abs().sum((-2, -1)).clamp_min(1e-30)
+        gain = self.tiles.gain.to(delta) * compensation[..., None]
+        return delta * gain[..., None, :], self.device.read_noise * self.device.g_max * gain
+
+
+class CrossbarSSM(nn.Module):
+    """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L)."""
+
+    def __init__(self, tiles: TileProgram, weights: torch.Tensor, read_std: torch.Tensor,
+                 dac_bits: Optional[int], adc_bits: Optional[int]):
+        super().__init__()
+        self.register_buffer("weights", weights)
+        self.register_buffer("read_std", read_std)
+        self.register_buffer("row_scale", tiles.row_scale)
+        self.register_buffer("col_scale", tiles.col_scale)
+        self.register_buffer("cells", 2 * tiles.present.to(weights.dtype))  # cells behind each logical weight
+        self.dac_bits, self.adc_bits = dac_bits, adc_bits
+
+    def read(self, v: torch.Tensor) -> torch.Tensor:
+        v = convert(v / self.row_scale, self.dac_bits, 1.0)
+        out = torch.einsum("cbhtr,chtrk->cbhtk", v, self.weights)
+        if bool(self.read_std.any()):
+            spread = torch.einsum("cbhtr,htrk->cbhtk", v * v, self.cells).sqrt()
+            out = out + torch.randn(out.shape, dtype=out.dtype, device=out.device) * spread * self.read_std[:, None]
+        return convert(out, self.adc_bits, self.col_scale)
+
+    def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
+        C, _, T, _, K = self.weights.shape
+        y = run_tiles(u.reshape(C, -1, *u.shape[1:]), self.read, T, K - 1)
+        return y.reshape(-1, *y.shape[2:])
+
+
+def simulated(model: S4DClassifier, programs: list[TileProgram], device: DeviceConfig, chips: int, t: float,
+              dac_bits: Optional[int], adc_bits: Optional[int], seed: int = 0) -> S4DClassifier:
+    """`model` with every S4D layer on `chips` chips programmed with `programs` on `device`, read at t s.
+    Its inputs are (C·B, L, d_in): the batch repeated once per chip, chip-major."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = []
+    for tiles in programs:
+        weights, read_std = Chips(tiles, device, chips, generator).weights(t)
+        layers.append(CrossbarSSM(tiles, weights, read_std, dac_bits, adc_bits))
+    param = next(model.parameters())
+    return _with_layers(model, layers).to(device=param.device, dtype=param.dtype)
+
+
+@torch.no_grad()
+def chip_accuracies(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, chips: int,
+                    batch_size: int = 256) -> torch.Tensor:
+    """Accuracy of each chip of a `simulated` model on (x, y); `batch_size` counts sequences × chips."""
+    per_batch = max(1, batch_size // chips)
+    param = next(model.parameters())
+    correct = torch.zeros(chips)
+    for start in range(0, len(x), per_batch):
+        xb, yb = x[start:start + per_batch].to(param.device), y[start:start + per_batch].to(param.device)
+        logits = model(xb.repeat(chips, 1, 1)).view(chips, len(xb), -1)
+        correct += (logits.argmax(-1) == yb).sum(-1).cpu()
+    return correct / len(x)

@@ -1,0 +1,58 @@
+"""Stage `evaluate`: the fine-tuned model on simulated crossbar chips (per device, over time) beside its software
+accuracy; energy per inference vs digital baselines; the crossbar programs → crossbar/<device>/,
+metrics/crossbar.json, plots/crossbar_accuracy.png, plots/energy.png."""
+import shutil
+from pathlib import Path
+
+import torch
+
+from pipeline import stage, tracking
+from pipeline.analog import export
+from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout_metrics
+from pipeline.config import Config
+from pipeline.data.datamodule import load_split
+from pipeline.prune.search import accuracy
+from pipeline.report import plot_crossbar_accuracy, plot_energy
+from pipeline.training import ClassifierModule
+
+DATA, MODEL, PROGRAMS = Path("data/prepared"), Path("models/finetune.ckpt"), Path("crossbar")
+PLOTS = {"accuracy": Path("plots/crossbar_accuracy.png"), "energy": Path("plots/energy.png")}
+CALIBRATION_BATCHES = 4
+
+
+def main(config: Config) -> None:
+    settings = config.evaluate
+    on = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    with tracking.stage_run(config, "evaluate") as run:
+        shutil.rmtree(PROGRAMS, ignore_errors=True)
+        module = ClassifierModule.load_from_checkpoint(MODEL, map_location="cpu")
+        x, y = load_split(DATA, "test").tensors
+        x, y = x[:settings.test_samples], y[:settings.test_samples]
+        train_x = load_split(DATA, "train").tensors[0]
+        calibration = list(train_x[:CALIBRATION_BATCHES * settings.batch_size].split(settings.batch_size))
+        software = accuracy(module.model, x, y, module.eval_mode)
+        curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
+        first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))
+        metrics = {"software/acc": software, "test_samples": len(x), "chips": settings.chips,
+                   **{f"crossbar/acc_{k}": v for k, v in curves[first][start].items()},
+                   **layout_metrics(programs[first])}
+        metrics |= {f"crossbar/{device}/{t}/acc_{k}": v
+                    for device, curve in curves.items() for t, point in curve.items() for k, v in point.items()}
+        energy, breakdown = energy_metrics(module, programs[first], x.shape[1], settings)
+        metrics |= energy
+        for device, device_programs in programs.items():
+            for path in export.save(device_programs, PROGRAMS / device, device):
+                run.log_artifact(path, f"crossbar/{device}")
+        run.log_metrics(metrics)
+        run.log_artifact(stage.write_metrics("crossbar", metrics))
+        run.log_artifact(plot_crossbar_accuracy(curves, software, PLOTS["accuracy"]))
+        run.log_artifact(plot_energy(breakdown, {"digital int8": energy["energy/digital_int8_pj"],
+                                                 "digital fp32": energy["energy/digital_fp32_pj"]}, PLOTS["energy"]))
+        print(f"evaluate: software {software:.4f}; " + "; ".join(
+            f"{d} " + ", ".join(f"{t} {p['mean']:.4f}±{p['std']:.4f}" for t, p in c.items()) for d, c in curves.items())
+            + f"; {metrics['tiles']} tiles, {metrics['cells']} cells; {energy['energy/pj_per_inference'] / 1e3:.1f} nJ"
+              f" per inference (int8 digital ÷{energy['energy/ratio_int8']:.1f}, fp32 ÷{energy['energy/ratio_fp32']:.1f})")
+
+
+if __name__ == "__main__":
+    stage.run(main)

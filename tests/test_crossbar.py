@@ -1,0 +1,146 @@
+import math
+
+import pytest
+import torch
+
+from pipeline.analog import export
+from pipeline.analog.devices import PRESETS
+from pipeline.analog.mapping import layout, modes_per_tile
+from pipeline.analog.simulator import Chips, convert, map_model, simulated
+from pipeline.config import ConfigError, DeviceConfig, parse
+from pipeline.model import S4DClassifier
+from pipeline.prune.masks import attach_masks
+from pipeline.quant import quantize
+
+from conftest import TINY
+
+IDEAL = PRESETS["ideal"]
+
+
+def model64(d_state: int = 12, **kwargs) -> S4DClassifier:
+    torch.manual_seed(0)
+    return S4DClassifier(3, 5, d_model=4, d_state=d_state, n_layers=2, **kwargs).double().eval()
+
+
+def crossbar_logits(model, x, programs, device=IDEAL, chips=1, t=1.0, dac=None, adc=None, seed=0):
+    out = simulated(model, programs, device, chips, t, dac, adc, seed)(x.repeat(chips, 1, 1))
+    return out.view(chips, len(x), -1)
+
+
+@pytest.mark.parametrize("rows,cols", [(64, 64), (6, 10)])  # one tile per channel; 2 modes per tile, 3 tiles
+def test_ideal_crossbar_reproduces_the_software_recurrence(rows, cols):
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    programs = map_model(model, [x], rows, cols, 1.1, IDEAL)
+    assert programs[0].g_plus.shape[1] == (1 if rows == 64 else 3)
+    reference = model(x, "recurrent")
+    assert torch.allclose(crossbar_logits(model, x, programs, chips=2), reference.expand(2, -1, -1),
+                          rtol=0, atol=1e-12 * reference.abs().max().item())
+
+
+def test_ideal_crossbar_reproduces_a_quantized_pruned_model():
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    quantize(model, {"A": 3, "C": 3}, target="deploy")
+    masks = attach_masks(model)
+    masks[0].mode.keep[0, :2] = 0  # channel 0 of layer 0 loses two of its six modes
+    programs = map_model(model, [x], 64, 64, 1.1, IDEAL)
+    assert (programs[0].modes[0] >= 0).sum() == 4 and (programs[0].modes[1] >= 0).sum() == 6
+    assert torch.allclose(crossbar_logits(model, x, programs)[0], model(x, "recurrent"), atol=1e-12)
+
+
+def test_tile_matrix_holds_the_real_recurrence():
+    model = model64(d_state=2)  # one mode per channel
+    A_bar, B_bar, C, D = model.blocks[0].ssm.discrete()
+    (a, b), (c, d), (r, s) = [(z[0, 0].real.item(), z[0, 0].imag.item()) for z in (A_bar, B_bar, C)]
+    expected = torch.tensor([[c, d, 0], [0, 0, D[0].item()], [a, b, 2 * r], [-b, a, -2 * s]], dtype=torch.float64)
+    assert torch.allclose(layout(model.blocks[0].ssm, 1).weights[0, 0], expected)
+    assert modes_per_tile(64, 64) == 15 and modes_per_tile(4, 6) == 1 and modes_per_tile(3, 64) == 0
+
+
+def test_converters_round_to_the_grid_and_clip():
+    x = torch.tensor([-3.0, -0.74, -0.2, 0.3, 0.76, 2.0])
+    assert convert(x, 2, 1.0).tolist() == [-1.0, -0.5, -0.0, 0.5, 1.0, 1.0]
+    assert convert(x, 1, 2.0).tolist() == [-2.0, -0.0, -0.0, 0.0, 0.0, 2.0]
+    assert torch.equal(convert(x, None, 1.0), x)
+
+
+def one_layer_program(device):
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    return map_model(model, [x], 64, 64, 1.1, device)[0]
+
+
+def test_programming_noise_follows_the_device_polynomial():
+    device = DeviceConfig(g_min=0.0, g_max=1e-5, prog_noise={1.0: [0.02, 0.04]})
+    tiles = one_layer_program(device)
+    g = Chips(tiles, device, 400, torch.Generator().manual_seed(0)).conductances(1.0)
+    target = torch.stack([tiles.g_plus, tiles.g_minus])
+    at_max = target == device.g_max
+    spread = (g - target)[:, at_max].std().item()
+    assert spread == pytest.approx(1e-5 * (0.02 + 0.04), rel=0.05)
+
+
+def test_drift_follows_the_power_law_and_compensation_undoes_a_uniform_one():
+    device = DeviceConfig(g_min=0.0, g_max=1e-5, drift_nu=0.05, drift_t0=20.0)
+    tiles = one_layer_program(device)
+    chips = Chips(tiles, device, 1, torch.Generator().manual_seed(0))
+    year = 31536000.0
+    assert torch.allclose(chips.conductances(year), chips.conductances(1.0) * (year / 20.0) ** -0.05)
+    assert torch.allclose(chips.weights(year)[0], chips.weights(1.0)[0])
+    assert torch.allclose(chips.weights(1.0)[0][0] / tiles.row_scale[..., None], tiles.weights())
+
+
+def test_faults_and_ir_drop():
+    stuck = DeviceConfig(g_min=1e-6, g_max=1e-5, stuck_on=1.0)
+    tiles = one_layer_program(stuck)
+    g = Chips(tiles, stuck, 1, torch.Generator()).conductances(1.0)
+    assert torch.all(g[:, :, tiles.present] == 1e-5) and torch.all(g[:, :, ~tiles.present] == 0)
+    drop = DeviceConfig(g_min=0.0, g_max=1e-5, ir_drop=0.1)
+    chips = Chips(one_layer_program(drop), drop, 1, torch.Generator())
+    factor = 1 - 0.1 * chips.distance
+    assert factor.min().item() == pytest.approx(0.9) and factor.max().item() == pytest.approx(1.0)
+
+
+def test_noisy_chips_differ_from_each_other_but_repeat_with_the_seed():
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    programs = map_model(model, [x], 64, 64, 1.1, PRESETS["pcm"])
+    torch.manual_seed(1)
+    first = crossbar_logits(model, x, programs, PRESETS["pcm"], chips=3, t=86400.0, dac=8, adc=8)
+    torch.manual_seed(1)
+    again = crossbar_logits(model, x, programs, PRESETS["pcm"], chips=3, t=86400.0, dac=8, adc=8)
+    assert torch.equal(first, again) and not torch.allclose(first[0], first[1])
+    assert ((first - model(x, "recurrent")).norm() / first.norm()).item() < 0.5
+
+
+def test_program_export_round_trip(tmp_path):
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    programs = map_model(model, [x], 6, 10, 1.1, PRESETS["rram"])
+    paths = export.save(programs, tmp_path, "rram")
+    assert [p.name for p in paths] == ["program.npz", "program.json"]
+    loaded = export.load(tmp_path)
+    for key, value in programs[0].tensors().items():
+        assert torch.equal(getattr(loaded[0], key), value), key
+    torch.manual_seed(0)
+    direct = crossbar_logits(model, x, programs, PRESETS["rram"], chips=2, t=3600.0, dac=8, adc=8)
+    torch.manual_seed(0)
+    assert torch.equal(crossbar_logits(model, x, loaded, PRESETS["rram"], chips=2, t=3600.0, dac=8, adc=8), direct)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"custom_devices": {"bad": {"g_min": 2e-5, "g_max": 1e-5}}, "devices": ["bad"]}, "must be < g_max"),
+    ({"device_overrides": {"pcm": {"levels": 1}}}, "levels"),
+    ({"device_overrides": {"rram": {"stuck_off": 1.5}}}, "stuck_off"),
+    ({"device_overrides": {"rram": {"read_noise": -0.1}}}, "read_noise"),
+    ({"dac_bits": 17}, "dac_bits"),
+    ({"adc_bits": 0}, "adc_bits"),
+    ({"tile_rows": 3}, "tile_rows"),
+    ({"tile_cols": 5}, "tile_cols"),
+    ({"devices": ["sram"]}, "sram"),
+])
+def test_bad_crossbar_params_are_refused(change, message):
+    with pytest.raises(ConfigError) as error:
+        parse({**TINY, "evaluate": {**TINY["evaluate"], **change}})
+    assert message in str(error.value) and "evaluate" in str(error.value)
+
+
+def test_preset_values_are_cited_in_the_table():
+    assert math.isclose(PRESETS["pcm"].g_max, 25e-6) and math.isclose(PRESETS["rram"].g_max, 40e-6)
+    assert sorted(PRESETS["rram"].prog_noise) == [1.0, 86400.0, 172800.0]
