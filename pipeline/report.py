@@ -76,7 +76,7 @@ def plot_energy(breakdown: dict[str, float], baselines: dict[str, float], path: 
     left.barh(parts, [breakdown[p] for p in parts])
     left.set_xscale("log")
     left.set_xlabel("pJ per inference (analog chip)")
-    totals = {"analog": sum(breakdown.values()), **baselines}
+    totals = {"analog\nchip": sum(breakdown.values()), **{name.replace(" ", "\n"): v for name, v in baselines.items()}}
     right.bar(list(totals), list(totals.values()), color=["C0"] + ["C7"] * len(baselines))
     right.set_yscale("log")
     right.set_ylabel("pJ per inference")

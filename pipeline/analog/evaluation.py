@@ -39,6 +39,7 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
         for t in settings.times:
             chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,
                               seed)
+            torch.manual_seed(seed)  # read noise
             accs = chip_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
             curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
                                          "min": min(accs)}

@@ -33,7 +33,7 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
                       settings: Optional[PruneConfig] = None,
                       sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
     settings = settings or config.prune
-    pruned = pruned_copy(module)
+    pruned = pruned_copy(module).to(module.device)  # the search runs where the module is
     x_val, y_val = load_split(data_dir, "validation").tensors
     search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.tolerance, settings.granularities())
     pruned, metrics = fit(pruned, config, settings, data_dir, workdir, sink)

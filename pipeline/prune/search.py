@@ -19,10 +19,11 @@ Candidate = tuple[float, Mask, int]  # (saliency, mask, flat index into mask.kee
 
 @torch.no_grad()
 def accuracy(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> float:
-    """Accuracy in evaluation mode; the model's train/eval state is left as it was."""
+    """Accuracy in evaluation mode, on the model's device; the model's train/eval state is left as it was."""
     was_training = model.training
     model.eval()
-    correct = sum(int((model(x[i:i + batch], mode).argmax(-1) == y[i:i + batch]).sum())
+    on = next(model.parameters()).device
+    correct = sum(int((model(x[i:i + batch].to(on), mode).argmax(-1).cpu() == y[i:i + batch]).sum())
                   for i in range(0, len(y), batch))
     model.train(was_training)
     return correct / len(y)

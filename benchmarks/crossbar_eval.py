@@ -1,0 +1,120 @@
+"""The whole chain on a preset (pretrain → QAT → prune → noise-aware fine-tune) and the crossbar evaluation:
+accuracy per device and time beside the software accuracy, energy per inference, simulator speed.
+
+    python benchmarks/crossbar_eval.py --preset presets/smnist.yaml --source .device/mnist \\
+        --pretrain-epochs 3 --qat-epochs 2 --prune-epochs 1 --finetune-epochs 1 --workdir runs/bench --out out.json
+
+The chain's checkpoints go to --keep and are reused when present, so a long chain can be split over calls.
+Needs neither MLflow nor DVC.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from bench_config import device_name, load_preset
+
+from pipeline import data
+from pipeline.analog.evaluation import crossbar_accuracy, duration, energy_metrics, layout_metrics
+from pipeline.analog.robustness import finetune
+from pipeline.analog.simulator import chip_accuracies, map_model, simulated
+from pipeline.data.datamodule import load_split
+from pipeline.prune.recover import prune_and_recover
+from pipeline.prune.search import accuracy
+from pipeline.quant.ptq import compare
+from pipeline.training import ClassifierModule, fit_classifier
+
+
+def cached(keep: Path, work: Path, name: str, make):
+    """keep/<name>.ckpt and its metrics (keep/chain.json) if there, else make(work/<name>) → (module, metrics)
+    trained there, its best checkpoint kept."""
+    path, record = keep / f"{name}.ckpt", keep / "chain.json"
+    chain = json.loads(record.read_text()) if record.is_file() else {}
+    if not path.is_file():
+        _, chain[name] = make(work / name)
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / name / "best.ckpt", path)
+        record.write_text(json.dumps(chain, indent=1))
+    return ClassifierModule.load_from_checkpoint(path, map_location="cpu"), chain[name]
+
+
+def simulator_speed(module, x, calibration, settings, chips: int, on: str) -> float:
+    """Simulated sequences per second (samples × chips) with the first device at the first time."""
+    name, device = next(iter(settings.device_settings().items()))
+    programs = map_model(module.model.to(on), calibration, settings.tile_rows, settings.tile_cols,
+                         settings.range_margin, device)
+    model = simulated(module.model, programs, device, chips, settings.times[0], settings.dac_bits, settings.adc_bits)
+    samples = x[:max(1, settings.batch_size // chips) * 2]
+    chip_accuracies(model, samples[:2], torch.zeros(2, dtype=torch.long), chips, settings.batch_size)  # warm-up
+    if on == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    chip_accuracies(model, samples, torch.zeros(len(samples), dtype=torch.long), chips, settings.batch_size)
+    if on == "cuda":
+        torch.cuda.synchronize()
+    return len(samples) * chips / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--source", help="override data.source")
+    for stage, default in (("pretrain", 3), ("qat", 2), ("prune", 1), ("finetune", 1)):
+        parser.add_argument(f"--{stage}-epochs", type=int, default=default)
+    parser.add_argument("--devices", default="ideal,rram,pcm")
+    parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench"), help="prepared data, training runs")
+    parser.add_argument("--keep", type=Path, help="the chain's checkpoints and metrics (default: --workdir)")
+    parser.add_argument("--skip-evaluation", action="store_true", help="only train the chain")
+    parser.add_argument("--out", type=Path, default=Path("crossbar_eval.json"))
+    args = parser.parse_args()
+
+    config = load_preset(args.preset, args.pretrain_epochs, args.source)
+    settings = config.evaluate.model_copy(update={"devices": args.devices.split(","),
+                                                  "times": [float(t) for t in args.times.split(",")]})
+    on = "cuda" if torch.cuda.is_available() else "cpu"
+    work, prepared, keep = args.workdir, args.workdir / "prepared", args.keep or args.workdir
+    if not (prepared / "meta.json").is_file():
+        data.prepare(config, prepared)
+    results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "args": vars(args)}
+
+    def report(key, value):
+        results[key] = value
+        print(key, json.dumps(value), flush=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+
+    float_module, m = cached(keep, work, "pretrain", lambda w: fit_classifier(config, prepared, w))
+    report("pretrain", m)
+    qat = config.qat.model_copy(update={"epochs": args.qat_epochs})
+    qat_module, m = cached(keep, work, "qat", lambda w: compare(float_module, config, prepared, w, qat))
+    report("qat", m)
+    prune = config.prune.model_copy(update={"epochs": args.prune_epochs})
+    pruned, m = cached(keep, work, "prune", lambda w: prune_and_recover(qat_module.to(on), config, prepared, w, prune))
+    report("prune", m)
+    tune = config.finetune.model_copy(update={"epochs": args.finetune_epochs})
+    tuned, m = cached(keep, work, "finetune", lambda w: finetune(pruned, config, prepared, w, tune))
+    report("finetune", m)
+    if args.skip_evaluation:
+        return
+
+    x, y = load_split(prepared, "test").tensors
+    x, y = x[:settings.test_samples], y[:settings.test_samples]
+    calibration = list(load_split(prepared, "train").tensors[0][:1024].split(256))
+    tuned = tuned.to(on)
+    report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
+    start = time.perf_counter()
+    curves, programs = crossbar_accuracy(tuned, x, y, calibration, settings, config.seed, on)
+    report("crossbar", {"curves": curves, "seconds": time.perf_counter() - start, "chips": settings.chips,
+                        "test_samples": len(x), "times": [duration(t) for t in settings.times]})
+    first = settings.devices[0]
+    report("layout", layout_metrics(programs[first]))
+    report("energy", energy_metrics(tuned, programs[first], x.shape[1], settings)[0])
+    report("speed_sequences_per_s", {str(c): simulator_speed(tuned, x, calibration, settings, c, on) for c in (1, 32)})
+
+
+if __name__ == "__main__":
+    main()
