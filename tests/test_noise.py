@@ -25,6 +25,15 @@ def test_noise_std_is_relative_to_the_tensor_range_and_redrawn():
         Noise(-0.1)
 
 
+def test_noise_never_makes_a_long_kernel_overflow():
+    torch.manual_seed(0)
+    model = S4DClassifier(1, 3, d_model=8, d_state=32, n_layers=1, dt_min=1e-4, dt_max=1e-3)
+    attach_noise(model, 0.05)
+    ssm = model.blocks[0].ssm
+    assert (ssm.discrete()[0].abs() > 1).any()  # some slow modes are pushed outside the unit circle
+    assert torch.isfinite(ssm.kernel(4096)).all()
+
+
 def test_noise_hits_every_crossbar_tensor_but_not_pruned_cells():
     torch.manual_seed(0)
     model = quantize(S4DClassifier(1, 3, d_model=4, d_state=6, n_layers=2), {"all": 4}, target="deploy")

@@ -64,10 +64,16 @@ class S4D(nn.Module):
     def kernel(self, length: int) -> torch.Tensor:
         """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ, shape (H, L), through tap `kernel`.
 
-        Āˡ = exp(l·ΔA) when Ā is the exact ZOH value; exp(l·log Ā) when a tap has changed Ā."""
+        Āˡ = exp(l·ΔA) when Ā is the exact ZOH value; exp(l·log Ā) when a tap has changed Ā, with |Ā| capped
+        at 1: a tap (weight noise) that pushes a slow mode outside the unit circle would make Āˡ overflow over a
+        long sequence, so such a mode is taken as marginally stable instead."""
         A, dt = self.continuous()
         A_bar, B_bar, C, _ = self.discrete()
-        log_A_bar = dt * A if "A_bar" not in self.taps else torch.log(_nonzero(A_bar))
+        if "A_bar" in self.taps:
+            log_A_bar = torch.log(_nonzero(A_bar))
+            log_A_bar = torch.complex(log_A_bar.real.clamp(max=0.0), log_A_bar.imag)
+        else:
+            log_A_bar = dt * A
         steps = torch.arange(length, device=A.device, dtype=A.real.dtype)
         powers = torch.exp(log_A_bar.unsqueeze(-1) * steps)  # (H, N/2, L)
         return self.taps("kernel", 2 * torch.einsum("hn,hnl->hl", C * B_bar, powers).real)
