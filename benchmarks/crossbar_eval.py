@@ -67,6 +67,8 @@ def main() -> None:
         parser.add_argument(f"--{stage}-epochs", type=int, default=default)
     parser.add_argument("--devices", default="ideal,rram,pcm")
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
+    parser.add_argument("--chips", type=int, help="override evaluate.chips")
+    parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench"), help="prepared data, training runs")
     parser.add_argument("--keep", type=Path, help="the chain's checkpoints and metrics (default: --workdir)")
     parser.add_argument("--skip-evaluation", action="store_true", help="only train the chain")
@@ -74,8 +76,10 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_preset(args.preset, args.pretrain_epochs, args.source)
-    settings = config.evaluate.model_copy(update={"devices": args.devices.split(","),
-                                                  "times": [float(t) for t in args.times.split(",")]})
+    overrides = {"devices": args.devices.split(","), "times": [float(t) for t in args.times.split(",")],
+                 "chips": args.chips or config.evaluate.chips,
+                 "test_samples": args.test_samples or config.evaluate.test_samples}
+    settings = config.evaluate.model_copy(update=overrides)
     on = "cuda" if torch.cuda.is_available() else "cpu"
     work, prepared, keep = args.workdir, args.workdir / "prepared", args.keep or args.workdir
     if not (prepared / "meta.json").is_file():
