@@ -67,6 +67,8 @@ def main() -> None:
         parser.add_argument(f"--{stage}-epochs", type=int, default=default)
     parser.add_argument("--devices", default="ideal,rram,pcm")
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
+    parser.add_argument("--sigma", type=float, help="override finetune.sigma")
+    parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune"], help="the model evaluated")
     parser.add_argument("--chips", type=int, help="override evaluate.chips")
     parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench"), help="prepared data, training runs")
@@ -99,7 +101,8 @@ def main() -> None:
     prune = config.prune.model_copy(update={"epochs": args.prune_epochs})
     pruned, m = cached(keep, work, "prune", lambda w: prune_and_recover(qat_module.to(on), config, prepared, w, prune))
     report("prune", m)
-    tune = config.finetune.model_copy(update={"epochs": args.finetune_epochs})
+    tune = config.finetune.model_copy(update={"epochs": args.finetune_epochs,
+                                              "sigma": config.finetune.sigma if args.sigma is None else args.sigma})
     tuned, m = cached(keep, work, "finetune", lambda w: finetune(pruned, config, prepared, w, tune))
     report("finetune", m)
     if args.skip_evaluation:
@@ -108,7 +111,7 @@ def main() -> None:
     x, y = load_split(prepared, "test").tensors
     x, y = x[:settings.test_samples], y[:settings.test_samples]
     calibration = list(load_split(prepared, "train").tensors[0][:1024].split(256))
-    tuned = tuned.to(on)
+    tuned = (tuned if args.evaluate == "finetune" else pruned).to(on)
     report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
     start = time.perf_counter()
     curves, programs = crossbar_accuracy(tuned, x, y, calibration, settings, config.seed, on)
