@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
     parser.add_argument("--sigma", type=float, help="override finetune.sigma")
     parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune"], help="the model evaluated")
+    parser.add_argument("--converter-bits", type=int, help="override evaluate.dac_bits and evaluate.adc_bits")
     parser.add_argument("--chips", type=int, help="override evaluate.chips")
     parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench"), help="prepared data, training runs")
@@ -81,6 +82,8 @@ def main() -> None:
     overrides = {"devices": args.devices.split(","), "times": [float(t) for t in args.times.split(",")],
                  "chips": args.chips or config.evaluate.chips,
                  "test_samples": args.test_samples or config.evaluate.test_samples}
+    if args.converter_bits:
+        overrides |= {"dac_bits": args.converter_bits, "adc_bits": args.converter_bits}
     settings = config.evaluate.model_copy(update=overrides)
     on = "cuda" if torch.cuda.is_available() else "cpu"
     work, prepared, keep = args.workdir, args.workdir / "prepared", args.keep or args.workdir
