@@ -5,6 +5,7 @@ import torch
 
 from pipeline.analog import export
 from pipeline.analog.devices import PRESETS
+from pipeline.analog.evaluation import duration
 from pipeline.analog.mapping import layout, modes_per_tile
 from pipeline.analog.simulator import Chips, convert, map_model, simulated
 from pipeline.config import ConfigError, DeviceConfig, parse
@@ -144,3 +145,8 @@ def test_bad_crossbar_params_are_refused(change, message):
 def test_preset_values_are_cited_in_the_table():
     assert math.isclose(PRESETS["pcm"].g_max, 25e-6) and math.isclose(PRESETS["rram"].g_max, 40e-6)
     assert sorted(PRESETS["rram"].prog_noise) == [1.0, 86400.0, 172800.0]
+
+
+def test_time_labels():
+    assert [duration(t) for t in (1.0, 3600.0, 86400.0, 31536000.0, 90.0, 120.0, 2.5)] == \
+        ["1s", "1h", "1d", "1y", "90s", "2min", "2.5s"]
