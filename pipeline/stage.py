@@ -31,9 +31,13 @@ def publish(run, stage: str, metrics: dict, workdir: Path, out: Path) -> None:
 
 
 def run(stage: Callable[[Config], None], params: str | Path = "params.yaml") -> None:
-    """Load and validate the params, run the stage; bad input ends with its message and exit code 2."""
+    """Load and validate the params, run the stage; bad input ends with its message and exit code 2, a diverged
+    training (non-finite loss) with its message and exit code 1."""
     try:
         stage(load(params))
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -89,7 +89,12 @@ class ClassifierModule(L.LightningModule):
         self._calibrate()
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: the run diverged; "
+                "lower the stage's lr, set its grad_clip, or check the data for NaN")
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pipeline import data
@@ -36,3 +37,13 @@ def test_ssm_parameters_get_their_own_group(tiny):
     assert {id(p) for p in ssm_group["params"]} == {id(p) for p in module.model.ssm_parameters()}
     assert ssm_group["weight_decay"] == 0 and ssm_group["initial_lr"] <= 1e-3
     assert rest["initial_lr"] == tiny.pretrain.lr and rest["weight_decay"] == tiny.pretrain.weight_decay
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # a step called outside a Trainer
+def test_a_non_finite_loss_stops_training_with_a_clear_message(tiny):
+    module = ClassifierModule(1, 10, tiny.model.model_dump(), tiny.pretrain.model_dump())
+    x, y = torch.randn(4, 64, 1), torch.tensor([0, 1, 2, 3])
+    assert torch.isfinite(module.training_step((x, y), 0))
+    x[0, 5, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="diverged; lower the stage's lr"):
+        module.training_step((x, y), 7)
