@@ -8,7 +8,7 @@ from typing import Iterable
 import torch
 
 from pipeline.analog.mapping import TileProgram
-from pipeline.analog.simulator import chip_accuracies, map_model, simulated
+from pipeline.analog.simulator import chip_accuracies, measure, program_all, simulated
 from pipeline.config import EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
@@ -32,9 +32,9 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
     """({device: {time label: {"mean", "std", "min"}}} over chips, {device: tile programs})."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
+    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
     for name, device in settings.device_settings().items():
-        programs[name] = map_model(model, calibration, settings.tile_rows, settings.tile_cols,
-                                   settings.range_margin, device)
+        programs[name] = program_all(measured, device)
         curves[name] = {}
         for t in settings.times:
             chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,

@@ -103,10 +103,13 @@ def _with_layers(model: S4DClassifier, layers: list[nn.Module]) -> S4DClassifier
     return copied
 
 
+Measured = list[tuple[Layout, torch.Tensor, torch.Tensor]]  # per layer: layout, row and column full scales
+
+
 @torch.no_grad()
-def map_model(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float,
-              device: DeviceConfig) -> list[TileProgram]:
-    """Tile programs of every layer: layout, then DAC/ADC ranges measured with ideal tiles on `batches`."""
+def measure(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float) -> Measured:
+    """Every layer's tile layout and its DAC/ADC full scales, measured with ideal tiles on `batches`; they do
+    not depend on the device, so one measurement serves every device."""
     per_tile = modes_per_tile(rows, cols)
     if per_tile < 1:
         raise ValueError(f"tile {rows}×{cols}: too small for one mode (needs ≥ 4 rows and ≥ 6 columns)")
@@ -115,8 +118,17 @@ def map_model(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, 
     probed = _with_layers(model, probes)
     for x in batches:
         probed(x.to(next(model.parameters()).device))
-    return [program(t, *p.read.scales(margin), device.g_min, device.g_max, device.levels)
-            for t, p in zip(layouts, probes)]
+    return [(t, *p.read.scales(margin)) for t, p in zip(layouts, probes)]
+
+
+def program_all(measured: Measured, device: DeviceConfig) -> list[TileProgram]:
+    return [program(t, rows, cols, device.g_min, device.g_max, device.levels) for t, rows, cols in measured]
+
+
+def map_model(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float,
+              device: DeviceConfig) -> list[TileProgram]:
+    """Tile programs of every layer on `device`: `measure`, then `program_all`."""
+    return program_all(measure(model, batches, rows, cols, margin), device)
 
 
 class Chips:
