@@ -101,14 +101,26 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    """How any training stage runs (hardware, batching); shared by all stages."""
+    """How any training stage runs (hardware, batching); shared by all stages. `batch_size` is the global batch;
+    with `strategy: ddp_spawn` each of `devices` processes takes an equal share and gradients are averaged."""
 
     batch_size: int = Field(64, ge=1)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: Union[int, Literal["auto"]] = 1
+    devices: int = Field(1, ge=1, description="processes (GPUs, or CPU processes with gloo)")
+    strategy: Literal["auto", "ddp_spawn"] = Field(
+        "auto", description="auto: one process; ddp_spawn: Lightning's DDP, one spawned process per device")
     precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = Field(0, ge=0)
     deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.devices > 1 and self.strategy != "ddp_spawn":
+            raise ValueError(f"devices = {self.devices} needs strategy: ddp_spawn (strategy = {self.strategy!r} runs "
+                             "one process)")
+        if self.batch_size % self.devices:
+            raise ValueError(f"batch_size = {self.batch_size} must be divisible by devices = {self.devices}")
+        return self
 
 
 class Schedule(Section):

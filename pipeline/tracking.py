@@ -56,8 +56,17 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 class StageRun:
     """Logging handle of one stage's MLflow run; every call is a no-op when tracking is off or broken."""
 
-    def __init__(self, client=None, run_id: Optional[str] = None):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client=None, run_id: Optional[str] = None, uri: Optional[str] = None):
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    def __getstate__(self) -> dict:  # DDP's spawned processes get the URI and open their own client
+        return {"run_id": self.run_id, "uri": self.uri if self.active else None}
+
+    def __setstate__(self, state: dict) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self.uri = state["run_id"], state["uri"]
+        self.client = MlflowClient(self.uri) if self.uri else None
 
     @property
     def active(self) -> bool:
@@ -140,7 +149,7 @@ def stage_run(config: Config, stage: str) -> Iterator[StageRun]:
               f"{error}); the stage runs without tracking", flush=True)
         yield StageRun()
         return
-    run = StageRun(client, run_id)
+    run = StageRun(client, run_id, tracking_uri(config))
     status = "FAILED"
     try:
         yield run

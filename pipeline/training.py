@@ -1,9 +1,12 @@
 """Lightning training of the S4D classifier: the LightningModule, the per-epoch report and the Trainer factory."""
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import math
+import shutil
 import statistics
 import time
 import warnings
@@ -27,6 +30,7 @@ from pipeline.quant import calibrate, quantize, quantizers
 MetricsSink = Callable[[dict, int], None]
 # Lightning 2.6 with torch ≥ 2.10 warns about its own use of a deprecated torch API on every fit; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # see resume_point
 SPLITS = ("train", "val", "test")
 CALIBRATION_BATCHES = 4
 
@@ -68,7 +72,7 @@ class ClassifierModule(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         accuracy = self.accuracy[f"acc_{split}"]
         accuracy(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
@@ -158,6 +162,23 @@ class EpochReport(L.Callback):
             if self.sink is not None:
                 self.sink(metrics, epoch)
 
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = state["history"]
+
+
+class EpochSeed(L.Callback):
+    """Seeds torch's generator at each epoch's start from (seed, epoch): dropout and training noise, like the
+    batches, do not depend on whether the run was interrupted and resumed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, module):
+        torch.manual_seed(self.seed + trainer.current_epoch)
+
 
 def quiet_lightning() -> None:
     """One summary line per epoch instead of Lightning's banners and tips."""
@@ -166,18 +187,21 @@ def quiet_lightning() -> None:
 
 def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
                  grad_clip: Optional[float] = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """A Trainer that keeps the best-validation and the last checkpoint in `workdir`."""
+    """A Trainer that keeps the best-validation and the last checkpoint in `workdir`, both written at the end of
+    each training epoch."""
     interactive = show_progress()
     if not interactive:
         quiet_lightning()
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=str(workdir), filename="best", monitor="val/acc", mode="max", save_last=True,
-        enable_version_counter=False)
+        save_on_train_epoch_end=True, enable_version_counter=False)
     train = config.train
+    on_gpus = train.devices > 1 and train.accelerator != "cpu" and torch.cuda.is_available()
     return L.Trainer(
-        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, precision=train.precision,
-        deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive), *callbacks],
+        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
+        sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
+        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
+        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed), *callbacks],
         enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
     )
 
@@ -196,29 +220,66 @@ def load_weights(module: ClassifierModule, source: ClassifierModule) -> Classifi
     return module
 
 
+def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str:
+    """Hex digest of what a training run depends on: seed, data and train params, the schedule, the module's
+    hyperparameters and its starting weights."""
+    digest = hashlib.sha256(json.dumps(
+        {"seed": config.seed, "data": config.data.model_dump(mode="json"), "train": config.train.model_dump(mode="json"),
+         "schedule": schedule.model_dump(mode="json"), "hparams": dict(module.hparams)},
+        sort_keys=True, default=str).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def resume_point(workdir: str | Path, key: str) -> Optional[Path]:
+    """`workdir`/last.ckpt if it was written by a run with the same `key` (an interrupted or finished run of the
+    same training); otherwise an emptied `workdir` that records `key`, and None."""
+    workdir = Path(workdir)
+    last, recorded = workdir / "last.ckpt", workdir / "run_key"
+    if last.is_file() and recorded.is_file() and recorded.read_text() == key:
+        return last
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    recorded.write_text(key)
+    return None
+
+
+def _callback_state(checkpoint: str | Path, prefix: str) -> dict:
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    return next(state for name, state in states.items() if name.startswith(prefix))
+
+
 def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
         workdir: str | Path, sink: Optional[MetricsSink] = None,
         callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
-    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics)."""
+    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
+
+    Re-running the same training (same `run_key`) in the same `workdir` resumes from its last checkpoint; with
+    per-epoch batches and seeds, the result equals that of an uninterrupted run."""
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
+    resume = resume_point(workdir, run_key(module, config, schedule))
+    if resume is not None:
+        print(f"resuming from {resume} (same params and starting weights)", flush=True)
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     seconds = time.perf_counter() - start
-    best = trainer.checkpoint_callback
-    tested = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)[0]
-    report = next(c for c in trainer.callbacks if isinstance(c, EpochReport))
+    best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
+    tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
+    history = _callback_state(Path(workdir) / "last.ckpt", EpochReport.__name__)["history"]
     metrics = {
-        "val/acc": float(best.best_model_score),
+        "val/acc": float(_callback_state(best, "ModelCheckpoint")["best_model_score"]),
         "test/acc": tested["test/acc"],
         "test/loss": tested["test/loss"],
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "train/seconds": seconds,
-        "train/epochs": trainer.current_epoch,
-        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in report.history),
+        "train/epochs": len(history),
+        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in history),
     }
-    return ClassifierModule.load_from_checkpoint(best.best_model_path, map_location="cpu"), metrics
+    return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
 
 
 def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: Optional[MetricsSink] = None,
@@ -231,10 +292,9 @@ def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, si
 
 def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
     """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
-    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers)
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     quiet_lightning()
-    trainer = L.Trainer(accelerator=config.train.accelerator, devices=config.train.devices,
-                        precision=config.train.precision, logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     return {**trainer.validate(module, datamodule=data, verbose=False)[0],
             **trainer.test(module, datamodule=data, verbose=False)[0]}

@@ -1,6 +1,5 @@
 """Stage `finetune`: noise-aware fine-tuning of the pruned model → models/finetune.ckpt, and the robustness
 curve of the float, QAT and fine-tuned models → metrics/finetune.json, metrics/noise_robustness.json, a plot."""
-import shutil
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -18,7 +17,6 @@ PLOT = Path("plots/noise_robustness.png")
 def main(config: Config) -> None:
     settings = config.finetune
     with tracking.stage_run(config, "finetune") as run:
-        shutil.rmtree(WORKDIR, ignore_errors=True)
         pruned = ClassifierModule.load_from_checkpoint("models/prune.ckpt", map_location="cpu")
         tuned, metrics = finetune(pruned, config, DATA, WORKDIR, sink=run.log_metrics)
         x, y = load_split(DATA, "test").tensors

@@ -1,5 +1,4 @@
 """Stage `pretrain`: float training of the S4D classifier → models/pretrain.ckpt, metrics/pretrain.json."""
-import shutil
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -11,7 +10,6 @@ DATA, WORKDIR, OUT = Path("data/prepared"), Path("runs/pretrain"), Path("models/
 
 def main(config: Config) -> None:
     with tracking.stage_run(config, "pretrain") as run:
-        shutil.rmtree(WORKDIR, ignore_errors=True)
         _, metrics = fit_classifier(config, DATA, WORKDIR, sink=run.log_metrics)
         stage.publish(run, "pretrain", metrics, WORKDIR, OUT)
         print(f"pretrain: val/acc {metrics['val/acc']:.4f}, test/acc {metrics['test/acc']:.4f}, "

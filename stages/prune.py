@@ -1,5 +1,4 @@
 """Stage `prune`: prune the QAT model on the validation set, recover → models/prune.ckpt, metrics/prune.json."""
-import shutil
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -12,7 +11,6 @@ DATA, QAT, WORKDIR, OUT = Path("data/prepared"), Path("models/qat.ckpt"), Path("
 
 def main(config: Config) -> None:
     with tracking.stage_run(config, "prune") as run:
-        shutil.rmtree(WORKDIR, ignore_errors=True)
         module = ClassifierModule.load_from_checkpoint(QAT, map_location="cpu")
         _, metrics = prune_and_recover(module, config, DATA, WORKDIR, sink=run.log_metrics)
         stage.publish(run, "prune", metrics, WORKDIR, OUT)

@@ -1,5 +1,4 @@
 """Stage `qat`: PTQ baseline, then quantization-aware training from the float model → models/qat.ckpt."""
-import shutil
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -13,7 +12,6 @@ WORKDIR, OUT = Path("runs/qat"), Path("models/qat.ckpt")
 
 def main(config: Config) -> None:
     with tracking.stage_run(config, "qat") as run:
-        shutil.rmtree(WORKDIR, ignore_errors=True)
         float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
         _, metrics = compare(float_module, config, DATA, WORKDIR, sink=run.log_metrics)
         stage.publish(run, "qat", metrics, WORKDIR, OUT)

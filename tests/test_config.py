@@ -44,12 +44,18 @@ def test_unknown_section_is_refused():
     ("model", "d_state", 7, "even"),
     ("pretrain", "ssm_lr", 0.01, "less than or equal to 0.001"),
     ("train", "precision", "8-bit", "32-true"),
+    ("train", "devices", 2, "strategy: ddp_spawn"),
 ])
 def test_bad_value_names_key_value_and_allowed(section, key, value, allowed):
     with pytest.raises(ConfigError) as error:
         parse({**TINY, section: {**TINY.get(section, {}), key: value}})
     message = str(error.value)
     assert f"{section}" in message and str(value) in message and allowed in message
+
+
+def test_ddp_batch_must_split_evenly_over_the_processes():
+    with pytest.raises(ConfigError, match="batch_size = 63 must be divisible by devices = 2"):
+        parse({**TINY, "train": {**TINY["train"], "batch_size": 63, "devices": 2, "strategy": "ddp_spawn"}})
 
 
 def test_unknown_data_set_lists_the_valid_ones():

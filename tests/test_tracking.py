@@ -67,3 +67,15 @@ def test_unusable_store_warns_once_and_the_stage_goes_on(tmp_path, capsys):
 def test_flatten():
     assert tracking.flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2]}) == {"a.b": "1", "a.c.d": "None",
                                                                              "e": "[1, 2]"}
+
+
+def test_a_stage_run_survives_pickling_for_ddp_processes(tiny):
+    import pickle
+
+    with tracking.stage_run(tiny, "pretrain") as run:
+        copy = pickle.loads(pickle.dumps(run))  # what a spawned training process receives
+        copy.log_metrics({"val/acc": 0.25}, step=0)
+    client, runs = runs_of(tiny)
+    child = next(r for r in runs if r.data.tags.get("dvc_stage") == "pretrain")
+    assert child.data.metrics["val/acc"] == 0.25
+    assert pickle.loads(pickle.dumps(tracking.StageRun())).active is False

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from pipeline.data import read_meta
 
@@ -17,10 +17,30 @@ def load_split(data_dir: str | Path, split: str) -> TensorDataset:
     return TensorDataset(columns["x"].float(), columns["label"].long())
 
 
+class EpochShuffle(RandomSampler):
+    """Shuffles with a permutation that depends only on (seed, epoch): a resumed run sees the same batches as an
+    uninterrupted one. It is the permutation of torch's DistributedSampler, which Lightning puts in its place
+    under DDP, so the union of the processes' batches equals the single-process batch."""
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
 class PreparedDataModule(L.LightningDataModule):
-    def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0):
+    """`batch_size` is the global batch: each of W processes loads batch_size / W. Training drops the last
+    incomplete batch, so every step sees the same number of samples with one process or several."""
+
+    def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
         super().__init__()
-        self.data_dir, self.batch_size, self.num_workers = Path(data_dir), batch_size, num_workers
+        self.data_dir, self.batch_size, self.num_workers, self.seed = Path(data_dir), batch_size, num_workers, seed
         self.meta = read_meta(self.data_dir)
         self.splits: dict[str, TensorDataset] = {}
 
@@ -29,20 +49,31 @@ class PreparedDataModule(L.LightningDataModule):
             if split not in self.splits:
                 self.splits[split] = load_split(self.data_dir, split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
+    def _per_process(self) -> int:
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % processes:
+            raise ValueError(f"train.batch_size = {self.batch_size} must be divisible by the {processes} processes")
+        return self.batch_size // processes
+
+    def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
+        dataset = self.splits[split]
+        return DataLoader(dataset, batch_size=batch_size, drop_last=train,
+                          sampler=EpochShuffle(dataset, self.seed) if train else None,
                           num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        if len(self.splits["train"]) < self.batch_size:
+            raise ValueError(f"train.batch_size = {self.batch_size} is larger than the training split "
+                             f"({len(self.splits['train'])} samples)")
+        return self._loader("train", self._per_process(), train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+        return self._loader("validation", self._per_process())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", self._per_process())
 
     def calibration_dataloader(self) -> DataLoader:
-        """Training data in its stored (already random) order: the same batches on every run."""
-        return self._loader("train", shuffle=False)
+        """Training data in its stored (already random) order, whole batches: the same on every run and process."""
+        return self._loader("train", self.batch_size)
