@@ -293,12 +293,34 @@ class SweepBitsConfig(Section):
     """Per-component sweep: each component alone (and `all`) at each bit width, PTQ and short QAT."""
 
     components: list[str] = Field(default_factory=lambda: ["all", *COMPONENTS], min_length=1)
-    bits: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [8, 4, 2], min_length=1)
-    epochs: int = Field(3, ge=1)
+    bits: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [4, 2], min_length=1)
+    epochs: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "SweepBitsConfig":
         check_bits(dict.fromkeys(self.components))
+        return self
+
+
+class MixedPrecisionConfig(Section):
+    """Greedy per-component bit descent (pipeline/mixed_precision.py): from `start_bits`, one bit off one
+    component per round, keeping the cheapest candidate whose validation accuracy stays ≥ the cutoff."""
+
+    components: list[str] = Field(default_factory=lambda: list(COMPONENTS), min_length=1)
+    start_bits: int = Field(8, ge=1, le=16)
+    min_bits: int = Field(2, ge=1, le=16)
+    cost: Literal["ace", "size_bits", "adc", "energy"] = "ace"
+    tolerance: float = Field(0.01, ge=0, le=1, description="cutoff = the start's validation accuracy − tolerance")
+    cutoff: Optional[float] = Field(None, ge=0, le=1, description="an absolute cutoff instead of the tolerance")
+    epochs: int = Field(1, ge=1, description="QAT epochs of each candidate, from the current model")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MixedPrecisionConfig":
+        check_bits(dict.fromkeys(self.components))
+        if "all" in self.components or len(set(self.components)) < len(self.components):
+            raise ValueError(f"components = {self.components}: name each component once, without 'all'")
+        if self.min_bits > self.start_bits:
+            raise ValueError(f"min_bits = {self.min_bits} must be ≤ start_bits = {self.start_bits}")
         return self
 
 
@@ -331,6 +353,7 @@ class Config(Section):
     finetune: FinetuneConfig = FinetuneConfig()
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     sweep_bits: SweepBitsConfig = SweepBitsConfig()
+    mixed_precision: MixedPrecisionConfig = MixedPrecisionConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 

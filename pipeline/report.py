@@ -1,83 +1,135 @@
-"""Plots of the pipeline's results (PNG, written without a display)."""
+"""The run's report as markdown: tables of the stages' metrics beside the plots under plots/.
+
+Inputs are the metrics files' contents (dicts as written by the stages), the costs of each model and the runs
+of the MLflow experiment; `markdown` only formats them.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from dataclasses import dataclass
+from typing import Optional
 
-import matplotlib
+from pipeline.config import COMPONENTS
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-
-def _save(fig, path: str | Path) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+MODELS = ("float", "PTQ", "QAT", "pruned")
+NOISE_ORDER = ("float", "qat", "finetuned")
+COSTS = {"ace": "ACE", "size_bits": "model size (bits)", "adc": "ADC (bits/step)", "energy_pj": "energy (pJ)"}
 
 
-def plot_bit_sweep(results: dict, path: str | Path) -> Path:
-    """Test accuracy vs bits, one panel per component: PTQ dashed, QAT solid, float as a grey line."""
-    components = [c for c in results if c != "float"]
-    columns = min(4, len(components))
-    rows = -(-len(components) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharey=True, squeeze=False)
-    for ax, component in zip(axes.flat, components):
-        widths = sorted(results[component], key=int)
-        x = [int(w) for w in widths]
-        ax.axhline(results["float"], color="grey", lw=1, label="float")
-        ax.plot(x, [results[component][w]["ptq"] for w in widths], "o--", label="PTQ")
-        ax.plot(x, [results[component][w]["qat"] for w in widths], "o-", label="QAT")
-        ax.set_title(component)
-        ax.set_xlabel("bits")
-        ax.set_xticks(x)
-    for ax in axes.flat[len(components):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[0, 0].legend(fontsize=8)
-    return _save(fig, path)
+@dataclass
+class ReportInputs:
+    title: str
+    pipeline_id: str
+    metrics: dict[str, dict]  # metrics file stem → its contents
+    energy: dict[str, float]  # model → pJ per inference on the first device's chip
+    times: list[str]  # the crossbar evaluation's time labels, in order
+    runs_table: Optional[str]  # markdown table of the experiment's runs, None without tracking
 
 
-def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: str | Path) -> Path:
-    """Test accuracy (mean ± std over noise draws) vs σ_rel, one line per model."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    for name, curve in curves.items():
-        sigmas = sorted(curve, key=float)
-        ax.errorbar([100 * float(s) for s in sigmas], [curve[s]["mean"] for s in sigmas],
-                    yerr=[curve[s]["std"] for s in sigmas], marker="o", capsize=3, label=name)
-    ax.set_xlabel("weight noise σ_rel (% of max − min)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+def costs(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, dict[str, float]]:
+    """model → {cost (a key of COSTS) → value}, float → PTQ → QAT → pruned."""
+    qat, pruned = metrics["qat"], metrics["prune"]
+    sources = {"float": (qat, "float/"), "PTQ": (qat, "ptq/"), "QAT": (qat, ""), "pruned": (pruned, "")}
+    return {model: {**{key: source[f"{prefix}cost/{key}"] for key in COSTS if key != "energy_pj"},
+                    "energy_pj": energy[model]} for model, (source, prefix) in sources.items()}
 
 
-def plot_crossbar_accuracy(curves: dict[str, dict[str, dict[str, float]]], software: float, path: str | Path) -> Path:
-    """Crossbar test accuracy (mean ± std over chips, and the worst chip) vs time after programming, per device."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    ax.axhline(software, color="grey", lw=1, label="software")
-    for name, curve in curves.items():
-        times = list(curve)
-        line = ax.errorbar(range(len(times)), [curve[t]["mean"] for t in times],
-                           yerr=[curve[t]["std"] for t in times], marker="o", capsize=3, label=name)
-        ax.plot(range(len(times)), [curve[t]["min"] for t in times], "v", color=line[0].get_color(), alpha=0.6)
-        ax.set_xticks(range(len(times)), times)
-    ax.set_xlabel("time after programming (▼ worst chip)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+def accuracies(metrics: dict[str, dict]) -> dict[str, float]:
+    return {"float": metrics["pretrain"]["test/acc"], "PTQ": metrics["qat"]["ptq/test/acc"],
+            "QAT": metrics["qat"]["test/acc"], "pruned": metrics["prune"]["test/acc"]}
 
 
-def plot_energy(breakdown: dict[str, float], baselines: dict[str, float], path: str | Path) -> Path:
-    """Energy per inference: the analog chip's breakdown by component beside the digital baselines (log scale)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [2, 1]})
-    parts = sorted(breakdown, key=breakdown.get, reverse=True)
-    left.barh(parts, [breakdown[p] for p in parts])
-    left.set_xscale("log")
-    left.set_xlabel("pJ per inference (analog chip)")
-    totals = {"analog\nchip": sum(breakdown.values()), **{name.replace(" ", "\n"): v for name, v in baselines.items()}}
-    right.bar(list(totals), list(totals.values()), color=["C0"] + ["C7"] * len(baselines))
-    right.set_yscale("log")
-    right.set_ylabel("pJ per inference")
-    return _save(fig, path)
+def layer_fractions(prune: dict) -> dict[str, dict[str, float]]:
+    """{"layer0": {"structured": f, "unstructured": f, "mixing": f}, ...} from the prune metrics."""
+    fractions: dict[str, dict[str, float]] = {}
+    for key, value in prune.items():
+        found = re.fullmatch(r"pruned/(layer\d+)/(\w+)_frac", key)
+        if found:
+            fractions.setdefault(found[1], {})[found[2]] = value
+    return dict(sorted(fractions.items(), key=lambda item: int(item[0][5:])))
+
+
+def crossbar_curves(crossbar: dict, times: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{device: {time: {"mean", "std", "min"}}} from the flat crossbar metrics, times in the order given."""
+    curves: dict = {}
+    for key, value in crossbar.items():
+        found = re.fullmatch(r"crossbar/([^/]+)/([^/]+)/acc_(mean|std|min)", key)
+        if found:
+            curves.setdefault(found[1], {}).setdefault(found[2], {})[found[3]] = value
+    return {device: {t: curve[t] for t in times} for device, curve in curves.items()}
+
+
+def _cell(value) -> str:
+    if isinstance(value, (int, float)) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+                     + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows])
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _chips(point: dict[str, float]) -> str:
+    return f"{_percent(point['mean'])} ± {100 * point['std']:.1f} ({_percent(point['min'])})"
+
+
+def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
+    m = inputs.metrics
+    table, acc = costs(m, inputs.energy), accuracies(m)
+    lines = [f"# {inputs.title}", "", f"Pipeline `{inputs.pipeline_id}`. Test accuracy on the test split; costs "
+             "per QS4D's proxies (ACE and ADC per time step) and energy per inference on the simulated chip.", "",
+             "## From float to the pruned model", "",
+             _table(["model", "test accuracy", *COSTS.values()],
+                    [[model, _percent(acc[model]), *(table[model][k] for k in COSTS)] for model in MODELS]), "",
+             f"![costs]({plots}/costs.png)", ""]
+
+    sweep = m.get("sweep_bits")
+    if sweep:
+        lines += ["## Bits per component (PTQ vs QAT)", "",
+                  f"Each component quantized alone (`all`: every component), the rest in float "
+                  f"({_percent(sweep['float'])}).", "",
+                  _table(["component", "bits", "PTQ", "QAT"],
+                         [[c, w, _percent(r["ptq"]), _percent(r["qat"])]
+                          for c in sorted(set(sweep) - {"float"}, key=("all", *COMPONENTS).index)
+                          for w, r in sorted(sweep[c].items(), key=lambda item: -int(item[0]))]), "",
+                  f"![bit sweep]({plots}/sweep_bits.png)", ""]
+
+    fractions = layer_fractions(m["prune"])
+    kinds = sorted({k for f in fractions.values() for k in f})
+    lines += ["## Pruning", "", _table(["layer", *kinds], [[layer, *(_percent(f.get(k, 0)) for k in kinds)]
+                                                          for layer, f in fractions.items()]), "",
+              f"![pruning]({plots}/pruning.png)", ""]
+
+    noise = m["noise_robustness"]
+    sigmas = sorted(next(iter(noise.values())), key=float)
+    lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws; σ_rel relative to max − min.", "",
+              _table(["model", *(f"σ {100 * float(s):g}%" for s in sigmas)],
+                     [[name, *(f"{_percent(noise[name][s]['mean'])} ± {100 * noise[name][s]['std']:.1f}"
+                               for s in sigmas)] for name in sorted(noise, key=NOISE_ORDER.index)]), "",
+              f"![noise robustness]({plots}/noise_robustness.png)", ""]
+
+    crossbar = m["crossbar"]
+    curves = crossbar_curves(crossbar, inputs.times)
+    lines += ["## On simulated crossbars", "",
+              f"{crossbar['chips']} chips per device, {crossbar['test_samples']} test sequences; mean ± std over "
+              f"chips (worst chip). Software: {_percent(crossbar['software/acc'])}. {crossbar['tiles']} tiles, "
+              f"{crossbar['cells']} cells.", "",
+              _table(["device", *inputs.times], [[device, *(_chips(p) for p in curve.values())]
+                                          for device, curve in curves.items()]), "",
+              f"![crossbar accuracy]({plots}/crossbar_accuracy.png)", "",
+              f"Energy per inference {crossbar['energy/pj_per_inference'] / 1e3:.4g} nJ: digital int8 "
+              f"÷{crossbar['energy/ratio_int8']:.2f}, digital fp32 ÷{crossbar['energy/ratio_fp32']:.2f}.", "",
+              f"![energy]({plots}/energy.png)", ""]
+
+    lines += ["## Runs of the experiment", ""]
+    if inputs.runs_table is None:
+        lines += ["Tracking is off or its store could not be read: no other runs to compare.", ""]
+    else:
+        lines += ["Crossbar accuracy vs energy of every run with an `evaluate` stage; ★ this run.", "",
+                  f"![pareto]({plots}/pareto.png)", "", inputs.runs_table, ""]
+    return "\n".join(lines)

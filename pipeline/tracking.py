@@ -96,6 +96,25 @@ class StageRun:
         for key, value in tags.items():
             self._call("set_tag", key, str(value))
 
+    @contextmanager
+    def child(self, name: str, params: dict) -> Iterator["StageRun"]:
+        """A run nested under this one (e.g. one candidate of a search) with `params`; FINISHED at the end."""
+        nested = StageRun()
+        if self.active:
+            try:
+                from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+                parent = self.client.get_run(self.run_id)
+                run = self.client.create_run(parent.info.experiment_id, run_name=name, tags={
+                    **{k: parent.data.tags[k] for k in ("pipeline_id", "git_sha", "dvc_stage") if k in parent.data.tags},
+                    "run_role": "candidate", MLFLOW_PARENT_RUN_ID: self.run_id})
+                nested = StageRun(self.client, run.info.run_id, self.uri)
+                _log_params(self.client, run.info.run_id, {k: str(v) for k, v in params.items()})
+            except Exception as error:
+                warnings.warn(f"MLflow child run {name!r} not created ({error})")
+        yield nested
+        nested._call("set_terminated", "FINISHED")
+
 
 def _log_params(client, run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param

@@ -12,7 +12,7 @@ from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
 from pipeline.prune.search import accuracy
-from pipeline.report import plot_crossbar_accuracy, plot_energy
+from pipeline.plots import plot_crossbar_accuracy, plot_energy
 from pipeline.training import ClassifierModule
 
 DATA, MODEL, PROGRAMS = Path("data/prepared"), Path("models/finetune.ckpt"), Path("crossbar")

@@ -6,7 +6,7 @@ from pipeline import stage, tracking
 from pipeline.analog.robustness import finetune, robustness
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
-from pipeline.report import plot_noise_robustness
+from pipeline.plots import plot_noise_robustness
 from pipeline.training import ClassifierModule
 
 DATA, WORKDIR, OUT = Path("data/prepared"), Path("runs/finetune"), Path("models/finetune.ckpt")

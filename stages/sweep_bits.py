@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline import stage, tracking
 from pipeline.config import Config
 from pipeline.quant.sweep import sweep_bits
-from pipeline.report import plot_bit_sweep
+from pipeline.plots import plot_bit_sweep
 from pipeline.training import ClassifierModule
 
 DATA, PRETRAINED, WORKDIR = Path("data/prepared"), Path("models/pretrain.ckpt"), Path("runs/sweep_bits")

@@ -22,6 +22,7 @@ TINY = {
     "prune": {"epochs": 1},
     "finetune": {"epochs": 1, "eval_sigmas": [0.0, 0.05], "draws": 2},
     "evaluate": {"chips": 2, "times": [1.0, 86400.0], "test_samples": 100},
+    "sweep_bits": {"components": ["all", "state"], "bits": [2], "epochs": 1},
 }
 
 

@@ -15,7 +15,7 @@ def repro(project) -> str:
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
     assert all(f"Running stage '{stage}'" in first
-               for stage in ("prepare", "pretrain", "qat", "prune", "finetune", "evaluate"))
+               for stage in ("prepare", "pretrain", "qat", "sweep_bits", "prune", "finetune", "evaluate", "report"))
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/seconds"} <= set(metrics)
     assert (project / "models" / "pretrain.ckpt").is_file() and (project / "models" / "qat.ckpt").is_file()
@@ -32,15 +32,30 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
         assert (project / "crossbar" / device / "program.npz").is_file()
     assert (project / "plots" / "energy.png").is_file() and (project / "plots" / "crossbar_accuracy.png").is_file()
 
+    report = (project / "report" / "report.md").read_text()
+    for section in ("From float to the pruned model", "Bits per component (PTQ vs QAT)", "Pruning",
+                    "Accuracy under weight noise", "On simulated crossbars", "Runs of the experiment"):
+        assert f"\n## {section}\n" in report
+    assert "![pareto](../plots/pareto.png)" in report and "| pipeline |" in report  # the MLflow runs
+    costs = json.loads((project / "metrics" / "report.json").read_text())
+    assert costs["float/ace"] > costs["QAT/ace"] >= costs["pruned/ace"]
+    assert abs(costs["PTQ/energy_pj"] / costs["QAT/energy_pj"] - 1) < 0.05  # same bits and tiles
+    shown = subprocess.run(["dvc", "plots", "show", "--json"], cwd=project, capture_output=True, text=True,
+                           env=venv_env())
+    assert shown.returncode == 0, shown.stderr
+    for name in ("costs", "sweep_bits", "pruning", "noise_robustness", "crossbar_accuracy", "energy", "pareto"):
+        assert f"plots/{name}.png" in shown.stdout
+
     assert "Running stage" not in repro(project)
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["pretrain"]["epochs"] = 2
+    params["finetune"]["epochs"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = repro(project)
-    assert "Running stage 'pretrain'" in third and "Running stage 'prepare'" not in third
+    assert all(f"Running stage '{s}'" in third for s in ("finetune", "evaluate", "report"))
+    assert all(f"Running stage '{s}'" not in third for s in ("prepare", "pretrain", "qat", "sweep_bits", "prune"))
 
-    params["qat"]["epochs"] = 1
+    params["sweep_bits"]["bits"] = [3]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = repro(project)
-    assert "Running stage 'qat'" in fourth and "Running stage 'pretrain'" not in fourth
+    assert "Running stage 'sweep_bits'" in fourth and "Running stage 'finetune'" not in fourth

@@ -7,7 +7,7 @@ from pipeline.data.datamodule import load_split
 from pipeline.config import ConfigError, parse
 from pipeline.quant.ptq import compare, quantized_copy
 from pipeline.quant.sweep import sweep_bits
-from pipeline.report import plot_bit_sweep
+from pipeline.plots import plot_bit_sweep
 from pipeline.training import ClassifierModule, build_module, evaluate, fit_classifier
 
 from conftest import TINY

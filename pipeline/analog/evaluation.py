@@ -77,3 +77,13 @@ def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps:
 def layout_metrics(programs: list[TileProgram]) -> dict[str, int]:
     return {"tiles": sum(t.tiles for t in tile_counts(programs)),
             "cells": int(sum(2 * p.present.sum() for p in programs))}
+
+
+@torch.no_grad()
+def model_energy(module: ClassifierModule, calibration: list[torch.Tensor], steps: int,
+                 settings: EvaluateConfig) -> float:
+    """Energy per inference (pJ) of `module` mapped onto the chip of the first device in `settings`."""
+    model = module.model.eval()
+    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
+    device = next(iter(settings.device_settings().values()))
+    return energy_metrics(module, program_all(measured, device), steps, settings)[0]["energy/pj_per_inference"]

@@ -1,0 +1,40 @@
+"""Sweep `mixed_precision`: greedy per-component bit descent from the float model → metrics/mixed_precision.json
+(the accepted path, every round's candidates, the final bits) and plots/mixed_precision.png. Every candidate is
+an MLflow run nested under this stage's run. Run with `dvc repro sweeps/dvc.yaml:mixed_precision`."""
+import json
+import shutil
+from pathlib import Path
+
+from pipeline import stage, tracking
+from pipeline.config import Config
+from pipeline.mixed_precision import search
+from pipeline.plots import plot_bit_descent
+from pipeline.training import ClassifierModule
+
+DATA, PRETRAINED, WORKDIR = Path("data/prepared"), Path("models/pretrain.ckpt"), Path("runs/mixed_precision")
+PLOT = Path("plots/mixed_precision.png")
+
+
+def main(config: Config) -> None:
+    with tracking.stage_run(config, "mixed_precision") as run:
+        def log_candidate(bits: dict, metrics: dict) -> None:
+            with run.child("-".join(f"{c}{w}" for c, w in bits.items()), {f"bits.{c}": w for c, w in bits.items()}) \
+                    as candidate:
+                candidate.log_metrics(metrics)
+
+        float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
+        result = search(float_module, config, DATA, WORKDIR, log_candidate)
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        final = result["final"]
+        run.log_metrics({"final/val_acc": final["val_acc"], "final/test_acc": final["test_acc"],
+                         f"final/cost/{result['cost']}": final["cost"], "final/cost_reduction": final["cost_reduction"],
+                         "rounds": len(result["rounds"])})
+        run.log_artifact(stage.write_metrics("mixed_precision", result))
+        run.log_artifact(plot_bit_descent(result, PLOT))
+    print(f"mixed precision: {json.dumps(final['bits'])}; val/acc {final['val_acc']:.4f}, test/acc "
+          f"{final['test_acc']:.4f}; {result['cost']} ÷{final['cost_reduction']:.2f} from the start "
+          f"(use it: dvc exp run -S 'qat.bits={json.dumps({**result['fixed'], **final['bits']})}')")
+
+
+if __name__ == "__main__":
+    stage.run(main)
