@@ -52,6 +52,14 @@ class MnistData(Section):
     permutation_seed: int = 0
 
 
+class CifarData(Section):
+    """Sequential CIFAR-10 in grayscale (1024 steps, 1 channel), QS4D's normalisation."""
+
+    name: Literal["scifar"]
+    source: str = Field("uoft-cs/cifar10", description="folder of the CIFAR-10 python batches, or a hub id")
+    val_size: int = Field(5000, ge=1, le=49000)
+
+
 class FsddData(Section):
     """Free Spoken Digit Dataset: raw 8 kHz audio, max-abs normalised, subsampled, padded."""
 
@@ -73,7 +81,7 @@ class DigitsData(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
 
 
-DataConfig = Annotated[Union[Mnist1dData, MnistData, FsddData, DigitsData], Field(discriminator="name")]
+DataConfig = Annotated[Union[Mnist1dData, MnistData, CifarData, FsddData, DigitsData], Field(discriminator="name")]
 
 
 # ---------------------------------------------------------------- model and training

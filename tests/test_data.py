@@ -149,3 +149,69 @@ def test_shared_mnist_files_pass_their_checksums():
     splits, checksum = _from_idx(SHARED_DATA / "mnist", verify=True)
     assert splits["train"][0].shape == (60000, 28, 28) and splits["test"][1].shape == (10000,)
     assert len(checksum) == 32
+
+
+def write_cifar_batches(folder, per_batch: int = 4, test: int = 6, seed: int = 3) -> dict:
+    """The CIFAR-10 python format: pickled dicts, b"data" rows of 1024 R, 1024 G, 1024 B values (row-major)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    written = {}
+    for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", test)]:
+        rgb = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, n))
+        row = rgb.transpose(0, 3, 1, 2).reshape(n, 3072)
+        (folder / name).write_bytes(pickle.dumps({b"data": row, b"labels": labels, b"batch_label": name.encode()}))
+        written[name] = (rgb, labels)
+    return written
+
+
+def test_scifar_from_python_batches_is_grayscale_row_by_row_and_normalised(tmp_path):
+    written = write_cifar_batches(tmp_path / "cifar" / "cifar-10-batches-py")
+    config = config_for({"name": "scifar", "source": str(tmp_path / "cifar"), "val_size": 5}, tmp_path)
+    prepared = data.build(config)
+    assert prepared.x["train"].shape == (15, 1024, 1) and prepared.x["validation"].shape == (5, 1024, 1)
+    assert prepared.x["test"].shape == (6, 1024, 1) and prepared.classes[0] == "airplane"
+    rgb, labels = written["test_batch"]
+    r, g, b = (rgb[2, 0, 1, c].astype(float) for c in range(3))  # test image 2, row 0, column 1 = step 1
+    assert prepared.x["test"][2, 1, 0] == pytest.approx((0.299 * r + 0.587 * g + 0.114 * b - 122.6) / 61, abs=1e-5)
+    r, g, b = (rgb[2, 1, 0].astype(float))  # row 1, column 0 = step 32
+    assert prepared.x["test"][2, 32, 0] == pytest.approx((0.299 * r + 0.587 * g + 0.114 * b - 122.6) / 61, abs=1e-5)
+    assert list(prepared.y["test"]) == labels
+    train_labels = np.concatenate([written[f"data_batch_{i}"][1] for i in range(1, 6)])
+    assert sorted([*prepared.y["train"], *prepared.y["validation"]]) == sorted(train_labels)
+    again = data.build(config)
+    assert np.array_equal(again.x["validation"], prepared.x["validation"])  # the split is fixed by the seed
+    other = data.build(parse({**TINY, "seed": 1, "data": config.data.model_dump()}, base=tmp_path))
+    assert not np.array_equal(other.y["validation"], prepared.y["validation"]) or \
+        not np.array_equal(other.x["validation"], prepared.x["validation"])
+
+
+def test_scifar_from_a_hub_format_folder_matches_the_python_batches(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    written = write_cifar_batches(tmp_path / "py")
+    folder = tmp_path / "hub_cifar" / "plain_text"
+    folder.mkdir(parents=True)
+    features = Features({"img": Image(), "label": ClassLabel(num_classes=10)})
+    train = [written[f"data_batch_{i}"] for i in range(1, 6)]
+    for split, (rgb, labels) in (("train", (np.concatenate([t[0] for t in train]), sum((t[1] for t in train), []))),
+                                 ("test", written["test_batch"])):
+        Dataset.from_dict({"img": list(rgb), "label": [int(v) for v in labels]}, features=features) \
+            .to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+    from_hub = data.build(config_for({"name": "scifar", "source": str(tmp_path / "hub_cifar"), "val_size": 5},
+                                     tmp_path))
+    from_batches = data.build(config_for({"name": "scifar", "source": str(tmp_path / "py"), "val_size": 5},
+                                         tmp_path))
+    for split in ("train", "validation", "test"):
+        assert np.allclose(from_hub.x[split], from_batches.x[split], atol=1e-6)
+        assert np.array_equal(from_hub.y[split], from_batches.y[split])
+
+
+def test_missing_scifar_source_says_what_to_provide(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="CIFAR-10 python batches .*uoft-cs/cifar10"):
+        data.build(config_for({"name": "scifar", "source": str(tmp_path / "nowhere")}, tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE=0; or set data.source to a folder of the CIFAR-10"):
+        data.build(config_for({"name": "scifar", "source": "uoft-cs/cifar10"}, tmp_path))

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
 
 SPLITS = ("train", "validation", "test")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class DataError(RuntimeError):
@@ -63,3 +65,33 @@ def as_sequences(x: np.ndarray) -> np.ndarray:
     """(n, L) or (n, L, C) → float32 (n, L, C)."""
     x = np.asarray(x, dtype=np.float32)
     return x[..., None] if x.ndim == 2 else x
+
+
+def is_hub_id(source: str) -> bool:
+    return bool(HUB_ID.match(source)) and not source.startswith(".")
+
+
+def hub_images(source: str, instead: str) -> tuple[dict, str]:
+    """{"train": (images, labels), "test": (...)} as uint8 arrays from a Hugging Face data set — a hub id or a
+    local folder in a hub format — with an image column (`image` or `img`) and `label`, and its fingerprint.
+    `instead` says what else data.source may name, for the error message."""
+    from datasets import load_dataset
+
+    try:
+        loaded = load_dataset(source)
+    except Exception as error:  # the hub client raises many types; all mean "not available here"
+        raise DataError(
+            f"could not load Hugging Face data set {source!r} ({type(error).__name__}: {error}). "
+            f"Hub downloads need network and HF_HUB_OFFLINE=0; or set data.source to {instead}"
+        ) from error
+    splits = {}
+    for split in ("train", "test"):
+        columns = set(loaded[split].column_names) if split in loaded else set()
+        image = next((c for c in ("image", "img") if c in columns), None)
+        if image is None or "label" not in columns:
+            raise DataError(f"{source!r} needs 'train' and 'test' splits with an 'image' (or 'img') and a 'label' "
+                            "column")
+        part = loaded[split]
+        splits[split] = (np.stack([np.asarray(img, dtype=np.uint8) for img in part[image]]),
+                         np.asarray(part["label"]))
+    return splits, getattr(loaded["train"], "_fingerprint", "unknown")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.data.common import DataError, Prepared, as_sequences, split_off
+from pipeline.data.common import DataError, Prepared, as_sequences, hub_images, is_hub_id, split_off
 
 # md5 of the decompressed standard files (LeCun, Cortes & Burges), as listed in ../shared/data/README.md.
 IDX_MD5 = {
@@ -22,7 +21,6 @@ IDX_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def read_idx(data: bytes) -> np.ndarray:
@@ -62,34 +60,14 @@ def _from_idx(folder: Path, verify: bool) -> tuple[dict, str]:
     return splits, checksum
 
 
-def _from_hub(source: str) -> tuple[dict, str]:
-    from datasets import load_dataset
-
-    try:
-        loaded = load_dataset(source)
-    except Exception as error:  # the hub client raises many types; all mean "not available here"
-        raise DataError(
-            f"could not load Hugging Face data set {source!r} ({type(error).__name__}: {error}). "
-            "Hub downloads need network and HF_HUB_OFFLINE=0; or set data.source to the folder of the IDX files"
-        ) from error
-    splits = {}
-    for split in ("train", "test"):
-        if split not in loaded or not {"image", "label"} <= set(loaded[split].column_names):
-            raise DataError(f"{source!r} needs 'train' and 'test' splits with 'image' and 'label' columns")
-        part = loaded[split]
-        splits[split] = (np.stack([np.asarray(img, dtype=np.uint8) for img in part["image"]]),
-                         np.asarray(part["label"]))
-    return splits, getattr(loaded["train"], "_fingerprint", "unknown")
-
-
 def prepare(config: Config) -> Prepared:
     cfg = config.data
     folder = config.path(cfg.source)
     if folder.is_dir() and any((folder / f"{n}{z}").is_file() for n in IDX_MD5 for z in ("", ".gz")):
         splits, checksum = _from_idx(folder, cfg.verify_checksum)
         source = str(folder)
-    elif folder.is_dir() or (HUB_ID.match(cfg.source) and not cfg.source.startswith(".")):
-        splits, checksum = _from_hub(str(folder) if folder.is_dir() else cfg.source)
+    elif folder.is_dir() or is_hub_id(cfg.source):
+        splits, checksum = hub_images(str(folder) if folder.is_dir() else cfg.source, "the folder of the IDX files")
         source = cfg.source
     else:
         raise DataError(
