@@ -60,6 +60,18 @@ class CifarData(Section):
     val_size: int = Field(5000, ge=1, le=49000)
 
 
+class PathfinderData(Section):
+    """Pathfinder generated locally (pipeline/data/pathfinder.py): 32×32 images, 1024 steps, 1 channel."""
+
+    name: Literal["pathfinder"]
+    count: int = Field(20000, ge=100, description="images generated, before the test/validation split")
+    segments: int = Field(9, ge=2, le=20, description="dashed segments per contour (LRA: 9 baseline, 14 hard)")
+    distractors: int = Field(2, ge=0, le=10, description="contours without dots")
+    generator_seed: int = 0
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+
+
 class FsddData(Section):
     """Free Spoken Digit Dataset: raw 8 kHz audio, max-abs normalised, subsampled, padded."""
 
@@ -81,7 +93,8 @@ class DigitsData(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
 
 
-DataConfig = Annotated[Union[Mnist1dData, MnistData, CifarData, FsddData, DigitsData], Field(discriminator="name")]
+DataConfig = Annotated[Union[Mnist1dData, MnistData, CifarData, PathfinderData, FsddData, DigitsData],
+                      Field(discriminator="name")]
 
 
 # ---------------------------------------------------------------- model and training

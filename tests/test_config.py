@@ -14,7 +14,7 @@ from conftest import ROOT, TINY
 def test_defaults_and_presets_validate():
     assert load(ROOT / "params.yaml").data.name == "mnist1d"
     found = presets.available(ROOT / "presets")
-    assert {"mnist1d", "smnist", "psmnist", "scifar", "fsdd"} <= set(found)
+    assert {"mnist1d", "smnist", "psmnist", "scifar", "pathfinder32", "fsdd"} <= set(found)
     for path in found.values():
         load(path)
 

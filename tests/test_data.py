@@ -215,3 +215,41 @@ def test_missing_scifar_source_says_what_to_provide(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="HF_HUB_OFFLINE=0; or set data.source to a folder of the CIFAR-10"):
         data.build(config_for({"name": "scifar", "source": "uoft-cs/cifar10"}, tmp_path))
+
+
+def traced(ink: np.ndarray, start: tuple[int, int]) -> np.ndarray:
+    """The ink reachable from `start`, stepping across gaps of up to 2 px (a 5×5 neighbourhood)."""
+    from scipy.ndimage import binary_dilation
+
+    reached = np.zeros_like(ink)
+    reached[start] = True
+    while True:
+        grown = binary_dilation(reached, np.ones((5, 5), dtype=bool)) & ink
+        if (grown == reached).all():
+            return reached
+        reached = grown
+
+
+def test_pathfinder_labels_follow_the_drawn_contour_and_are_balanced():
+    from pipeline.data.pathfinder import generate
+
+    images, labels, dots = generate(120, segments=9, distractors=2, seed=5)
+    assert images.shape == (120, 32, 32) and set(np.unique(images)) == {0.0, 1.0}
+    assert labels.sum() == 60  # exactly balanced
+    for image, label, (a, b) in zip(images, labels, dots):
+        assert image[tuple(a)] == 1 and image[tuple(b)] == 1
+        assert traced(image > 0, tuple(a))[tuple(b)] == bool(label)
+    again = generate(120, segments=9, distractors=2, seed=5)
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
+    assert not np.array_equal(generate(120, segments=9, distractors=2, seed=6)[0], images)
+    longer = generate(40, segments=14, distractors=1, seed=5)[0]
+    assert longer.sum() > generate(40, segments=9, distractors=1, seed=5)[0].sum()  # more ink per contour
+
+
+def test_pathfinder_prepares_sequences_and_refuses_an_impossible_setting(tmp_path):
+    config = config_for({"name": "pathfinder", "count": 200, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path)
+    prepared = data.build(config)
+    assert prepared.x["train"].shape == (140, 1024, 1) and len(prepared.y["test"]) == 40
+    assert prepared.classes == ["different", "same"]
+    with pytest.raises(DataError, match="lower data.distractors or data.segments"):
+        data.build(config_for({"name": "pathfinder", "count": 100, "segments": 20, "distractors": 10}, tmp_path))

@@ -12,10 +12,11 @@ META = "meta.json"
 
 def build(config: Config) -> Prepared:
     """Arrays and provenance of the data set named in `config.data`."""
-    from pipeline.data import cifar, digits, fsdd, mnist, mnist1d
+    from pipeline.data import cifar, digits, fsdd, mnist, mnist1d, pathfinder
 
     builders = {"mnist1d": mnist1d.prepare, "smnist": mnist.prepare, "psmnist": mnist.prepare,
-                "scifar": cifar.prepare, "fsdd": fsdd.prepare, "digits": digits.prepare}
+                "scifar": cifar.prepare, "pathfinder": pathfinder.prepare, "fsdd": fsdd.prepare,
+                "digits": digits.prepare}
     return builders[config.data.name](config)
 
 
