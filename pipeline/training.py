@@ -1,6 +1,7 @@
 """Lightning training of the S4D classifier: the LightningModule, the per-epoch report and the Trainer factory."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -33,6 +34,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # see resume_point
 SPLITS = ("train", "val", "test")
 CALIBRATION_BATCHES = 4
+BEST_AND_LAST = (("best", "val/acc"), ("last", None))  # (file name, monitored metric) of the two checkpoints
 
 
 class ClassifierModule(L.LightningModule):
@@ -187,21 +189,21 @@ def quiet_lightning() -> None:
 
 def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
                  grad_clip: Optional[float] = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """A Trainer that keeps the best-validation and the last checkpoint in `workdir`, both written at the end of
-    each training epoch."""
+    """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
+    checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
     interactive = show_progress()
     if not interactive:
         quiet_lightning()
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=str(workdir), filename="best", monitor="val/acc", mode="max", save_last=True,
-        save_on_train_epoch_end=True, enable_version_counter=False)
+    best, last = (L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=str(workdir), filename=name, monitor=monitor, mode="max", save_top_k=1,
+        save_on_train_epoch_end=True, enable_version_counter=False) for name, monitor in BEST_AND_LAST)
     train = config.train
     on_gpus = train.devices > 1 and train.accelerator != "cpu" and torch.cuda.is_available()
     return L.Trainer(
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
         precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[checkpoint, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed), *callbacks],
+        callbacks=[best, last, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed), *callbacks],
         enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
     )
 
@@ -220,10 +222,22 @@ def load_weights(module: ClassifierModule, source: ClassifierModule) -> Classifi
     return module
 
 
+@functools.cache
+def code_digest() -> str:
+    """Hex digest of the pipeline package's Python sources."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str:
-    """Hex digest of what a training run depends on: seed, data and train params, the schedule, the module's
-    hyperparameters and its starting weights."""
-    digest = hashlib.sha256(json.dumps(
+    """Hex digest of what a training run depends on: the pipeline's code, seed, data and train params, the
+    schedule, the module's hyperparameters and its starting weights."""
+    digest = hashlib.sha256(code_digest().encode())
+    digest.update(json.dumps(
         {"seed": config.seed, "data": config.data.model_dump(mode="json"), "train": config.train.model_dump(mode="json"),
          "schedule": schedule.model_dump(mode="json"), "hparams": dict(module.hparams)},
         sort_keys=True, default=str).encode())
@@ -271,7 +285,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
     history = _callback_state(Path(workdir) / "last.ckpt", EpochReport.__name__)["history"]
     metrics = {
-        "val/acc": float(_callback_state(best, "ModelCheckpoint")["best_model_score"]),
+        "val/acc": float(_callback_state(best, "ModelCheckpoint{'monitor': 'val/acc'")["best_model_score"]),
         "test/acc": tested["test/acc"],
         "test/loss": tested["test/loss"],
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),

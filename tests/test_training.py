@@ -125,3 +125,14 @@ def test_two_gloo_processes_match_one_process(tiny, tmp_path):
         if name.endswith("norm.running_mean") or name == "model.encoder.bias":
             continue
         assert (double.state_dict()[name] - weight).norm() <= 0.05 * weight.norm(), name
+
+
+def test_last_checkpoint_is_rewritten_every_epoch_even_without_improvement(tiny, tmp_path):
+    frozen = tiny.pretrain.model_copy(update={"epochs": 3, "lr": 1e-9, "ssm_lr": 1e-9, "warmup_epochs": 0})
+    config = tiny.model_copy(update={"pretrain": frozen})
+    data.prepare(config, tmp_path / "prepared")
+    _, metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "work")
+    last = torch.load(tmp_path / "work" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(tmp_path / "work" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2 and best["epoch"] == 0  # validation accuracy never improved after epoch 0
+    assert metrics["train/epochs"] == 3
