@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from pipeline.analog.evaluation import model_energy
+from pipeline.analog.evaluation import model_energy, range_batches
 from pipeline.config import Config, QatConfig, resolve_bits
 from pipeline.data.datamodule import load_split
 from pipeline.prune.search import accuracy
 from pipeline.quant.ptq import costs, train
-from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
+from pipeline.training import ClassifierModule
 
 
 @dataclass
@@ -66,7 +66,7 @@ def cost_function(config: Config, data_dir: str | Path) -> Callable[[ClassifierM
         return lambda module, bits: float(costs(config, data_dir, bits)[name])
     settings = config.evaluate
     x = load_split(data_dir, "train").tensors[0]
-    ranges = list(x[:CALIBRATION_BATCHES * settings.batch_size].split(settings.batch_size))
+    ranges = range_batches(x, settings.batch_size)
     return lambda module, bits: model_energy(module, ranges, x.shape[1], settings)
 
 

@@ -60,12 +60,15 @@ def crossbar_curves(crossbar: dict, times: list[str]) -> dict[str, dict[str, dic
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, (int, float)) and abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def table(header: list[str], rows: list[list]) -> str:
+    """A markdown table; None shows as –, numbers ≥ 1000 with thousands separators, other floats to 4 digits."""
     return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
                      + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows])
 
@@ -80,12 +83,12 @@ def _chips(point: dict[str, float]) -> str:
 
 def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
     m = inputs.metrics
-    table, acc = costs(m, inputs.energy), accuracies(m)
+    cost_table, acc = costs(m, inputs.energy), accuracies(m)
     lines = [f"# {inputs.title}", "", f"Pipeline `{inputs.pipeline_id}`. Test accuracy on the test split; costs "
              "per QS4D's proxies (ACE and ADC per time step) and energy per inference on the simulated chip.", "",
              "## From float to the pruned model", "",
-             _table(["model", "test accuracy", *COSTS.values()],
-                    [[model, _percent(acc[model]), *(table[model][k] for k in COSTS)] for model in MODELS]), "",
+             table(["model", "test accuracy", *COSTS.values()],
+                    [[model, _percent(acc[model]), *(cost_table[model][k] for k in COSTS)] for model in MODELS]), "",
              f"![costs]({plots}/costs.png)", ""]
 
     sweep = m.get("sweep_bits")
@@ -93,7 +96,7 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
         lines += ["## Bits per component (PTQ vs QAT)", "",
                   f"Each component quantized alone (`all`: every component), the rest in float "
                   f"({_percent(sweep['float'])}).", "",
-                  _table(["component", "bits", "PTQ", "QAT"],
+                  table(["component", "bits", "PTQ", "QAT"],
                          [[c, w, _percent(r["ptq"]), _percent(r["qat"])]
                           for c in sorted(set(sweep) - {"float"}, key=("all", *COMPONENTS).index)
                           for w, r in sorted(sweep[c].items(), key=lambda item: -int(item[0]))]), "",
@@ -101,14 +104,14 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
 
     fractions = layer_fractions(m["prune"])
     kinds = sorted({k for f in fractions.values() for k in f})
-    lines += ["## Pruning", "", _table(["layer", *kinds], [[layer, *(_percent(f.get(k, 0)) for k in kinds)]
+    lines += ["## Pruning", "", table(["layer", *kinds], [[layer, *(_percent(f.get(k, 0)) for k in kinds)]
                                                           for layer, f in fractions.items()]), "",
               f"![pruning]({plots}/pruning.png)", ""]
 
     noise = m["noise_robustness"]
     sigmas = sorted(next(iter(noise.values())), key=float)
     lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws; σ_rel relative to max − min.", "",
-              _table(["model", *(f"σ {100 * float(s):g}%" for s in sigmas)],
+              table(["model", *(f"σ {100 * float(s):g}%" for s in sigmas)],
                      [[name, *(f"{_percent(noise[name][s]['mean'])} ± {100 * noise[name][s]['std']:.1f}"
                                for s in sigmas)] for name in sorted(noise, key=NOISE_ORDER.index)]), "",
               f"![noise robustness]({plots}/noise_robustness.png)", ""]
@@ -119,7 +122,7 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
               f"{crossbar['chips']} chips per device, {crossbar['test_samples']} test sequences; mean ± std over "
               f"chips (worst chip). Software: {_percent(crossbar['software/acc'])}. {crossbar['tiles']} tiles, "
               f"{crossbar['cells']} cells.", "",
-              _table(["device", *inputs.times], [[device, *(_chips(p) for p in curve.values())]
+              table(["device", *inputs.times], [[device, *(_chips(p) for p in curve.values())]
                                           for device, curve in curves.items()]), "",
               f"![crossbar accuracy]({plots}/crossbar_accuracy.png)", "",
               f"Energy per inference {crossbar['energy/pj_per_inference'] / 1e3:.4g} nJ: digital int8 "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.config import Config, ConfigError, load
+from pipeline.report import table
 from pipeline.tracking import tracking_uri
 
 KEY_METRICS = {  # column → (stage, metric)
@@ -57,8 +58,10 @@ def pipeline_runs(config: Config, pipeline_id: str = "") -> list[PipelineRun]:
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:
         return []
-    search = lambda role: client.search_runs(  # noqa: E731
-        [experiment.experiment_id], f"tags.run_role = '{role}'", max_results=50000, order_by=["start_time ASC"])
+    def search(role: str):
+        return client.search_runs([experiment.experiment_id], f"tags.run_role = '{role}'", max_results=50000,
+                                  order_by=["start_time ASC"])
+
     runs = {}
     for parent in search("pipeline"):
         pid = parent.data.tags["pipeline_id"]
@@ -79,14 +82,6 @@ def varying_params(runs: list[PipelineRun]) -> list[str]:
     return sorted(k for k in shared if not k.startswith("tracking.") and len({r.params[k] for r in runs}) > 1)
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
-
-
 def markdown_table(runs: list[PipelineRun], stage: Optional[str] = None, params: Optional[list[str]] = None) -> str:
     """One row per run: id, start, commit, `params` (default: the varying ones), then the key metrics (or all
     of `stage`'s)."""
@@ -96,16 +91,14 @@ def markdown_table(runs: list[PipelineRun], stage: Optional[str] = None, params:
     else:
         names = sorted({k for r in runs for k in r.stages.get(stage, {})})
         metrics = {name: ((stage, name), 1.0) for name in names}
-    header = ["pipeline", "started (UTC)", "commit", *params, *metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for run in runs:
-        values = [run.pipeline_id, run.started.strftime("%Y-%m-%d %H:%M"), run.git_sha[:8],
-                  *(run.params.get(p) for p in params)]
-        for (source, scale) in metrics.values():
-            value = run.metric(*source)
-            values.append(None if value is None else value * scale)
-        lines.append("| " + " | ".join(_cell(v) for v in values) + " |")
-    return "\n".join(lines)
+
+    def scaled(run: PipelineRun, source: tuple[str, str], scale: float) -> Optional[float]:
+        value = run.metric(*source)
+        return None if value is None else value * scale
+
+    rows = [[run.pipeline_id, run.started.strftime("%Y-%m-%d %H:%M"), run.git_sha[:8],
+             *(run.params.get(p) for p in params), *(scaled(run, *m) for m in metrics.values())] for run in runs]
+    return table(["pipeline", "started (UTC)", "commit", *params, *metrics], rows)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -121,8 +114,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    runs = pipeline_runs(config, args.pipeline_id)[-args.last:] if args.last > 0 else \
-        pipeline_runs(config, args.pipeline_id)
+    runs = pipeline_runs(config, args.pipeline_id)
+    runs = runs[-args.last:] if args.last > 0 else runs
     if not runs:
         print(f"no pipeline runs{f' with id {args.pipeline_id}*' if args.pipeline_id else ''} in experiment "
               f"'{config.tracking.experiment}' of {tracking_uri(config)}", file=sys.stderr)

@@ -8,7 +8,7 @@ import torch
 
 from pipeline import stage, tracking
 from pipeline.analog import export
-from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout_metrics
+from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout_metrics, range_batches
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
 from pipeline.prune.search import accuracy
@@ -17,7 +17,6 @@ from pipeline.training import ClassifierModule
 
 DATA, MODEL, PROGRAMS = Path("data/prepared"), Path("models/finetune.ckpt"), Path("crossbar")
 PLOTS = {"accuracy": Path("plots/crossbar_accuracy.png"), "energy": Path("plots/energy.png")}
-CALIBRATION_BATCHES = 4
 
 
 def main(config: Config) -> None:
@@ -28,8 +27,7 @@ def main(config: Config) -> None:
         module = ClassifierModule.load_from_checkpoint(MODEL, map_location="cpu")
         x, y = load_split(DATA, "test").tensors
         x, y = x[:settings.test_samples], y[:settings.test_samples]
-        train_x = load_split(DATA, "train").tensors[0]
-        calibration = list(train_x[:CALIBRATION_BATCHES * settings.batch_size].split(settings.batch_size))
+        calibration = range_batches(load_split(DATA, "train").tensors[0], settings.batch_size)
         software = accuracy(module.model, x, y, module.eval_mode)
         curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
         first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from pipeline import stage, tracking
-from pipeline.analog.evaluation import duration, model_energy
+from pipeline.analog.evaluation import duration, model_energy, range_batches
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_costs, plot_pareto, plot_pruning
@@ -12,7 +12,7 @@ from pipeline.quant import calibrate
 from pipeline.quant.ptq import quantized_copy
 from pipeline.report import COSTS, ReportInputs, accuracies, costs, layer_fractions, markdown
 from pipeline.runs import markdown_table, pipeline_runs
-from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
+from pipeline.training import ClassifierModule
 
 DATA, METRICS, OUT = Path("data/prepared"), Path("metrics"), Path("report/report.md")
 CHECKPOINTS = {"float": "models/pretrain.ckpt", "QAT": "models/qat.ckpt", "pruned": "models/prune.ckpt"}
@@ -28,9 +28,9 @@ def energies(config: Config) -> dict[str, float]:
     modules = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
                for name, path in CHECKPOINTS.items()}
     modules["PTQ"] = quantized_copy(modules["float"], config, DATA, config.qat)
-    batch = config.train.batch_size  # the batches training calibrates on
-    calibrate(modules["PTQ"].model, x[:CALIBRATION_BATCHES * batch].split(batch), modules["PTQ"].eval_mode)
-    ranges = list(x[:CALIBRATION_BATCHES * settings.batch_size].split(settings.batch_size))
+    calibrate(modules["PTQ"].model, range_batches(x, config.train.batch_size),  # the batches training calibrates on
+              modules["PTQ"].eval_mode)
+    ranges = range_batches(x, settings.batch_size)
     return {name: model_energy(module, ranges, x.shape[1], settings) for name, module in modules.items()}
 
 

@@ -12,7 +12,7 @@ from pipeline.analog.simulator import chip_accuracies, measure, program_all, sim
 from pipeline.config import EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
-from pipeline.training import ClassifierModule
+from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
 
 UNITS = (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60))
 
@@ -23,6 +23,11 @@ def duration(seconds: float) -> str:
         if seconds >= size and (seconds / size).is_integer():
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+def range_batches(train_x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The first CALIBRATION_BATCHES training batches of `batch_size`, on which converter ranges are measured."""
+    return list(train_x[:CALIBRATION_BATCHES * batch_size].split(batch_size))
 
 
 @torch.no_grad()

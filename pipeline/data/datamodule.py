@@ -50,10 +50,8 @@ class PreparedDataModule(L.LightningDataModule):
                 self.splits[split] = load_split(self.data_dir, split)
 
     def _per_process(self) -> int:
-        processes = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % processes:
-            raise ValueError(f"train.batch_size = {self.batch_size} must be divisible by the {processes} processes")
-        return self.batch_size // processes
+        """batch_size / processes (train.batch_size divides by train.devices: the config checks it)."""
+        return self.batch_size // (self.trainer.world_size if self.trainer is not None else 1)
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
         dataset = self.splits[split]
