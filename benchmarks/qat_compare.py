@@ -3,12 +3,15 @@
     python benchmarks/qat_compare.py --preset presets/smnist.yaml --pretrain-epochs 6 --qat-epochs 3 \\
         --bits all=4 --bits all=2 --bits all=4,A=1,C=1 --out qat.json
 
-Needs neither MLflow nor DVC, so it runs as-is on a bare GPU machine.
+`--keep DIR` keeps the float and each QAT model's best checkpoint there (float.ckpt, qat_<bits>.ckpt); `--float
+CKPT` starts from a kept float model instead of pretraining. Needs neither MLflow nor DVC, so it runs as-is on a
+bare GPU machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +22,13 @@ from bench_config import device_name, load_preset
 from pipeline import data
 from pipeline.cost.__main__ import parse_bits
 from pipeline.quant.ptq import compare
-from pipeline.training import fit_classifier
+from pipeline.training import ClassifierModule, evaluate, fit_classifier
+
+
+def keep(checkpoint: Path, folder: Path | None, name: str) -> None:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, folder / f"{name}.ckpt")
 
 
 def main() -> None:
@@ -30,6 +39,8 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--target", default="paper", choices=["paper", "deploy"])
     parser.add_argument("--bits", action="append", required=True, help="e.g. all=4,A=1,C=1 (repeatable)")
+    parser.add_argument("--keep", type=Path, help="folder for the best checkpoints")
+    parser.add_argument("--float", type=Path, help="a float checkpoint to start from (skips pretraining)")
     parser.add_argument("--out", type=Path, default=Path("qat_compare.json"))
     args = parser.parse_args()
 
@@ -38,7 +49,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data.prepare(config, tmp / "prepared")
-        float_module, float_metrics = fit_classifier(config, tmp / "prepared", tmp / "pretrain")
+        if args.float:
+            float_module = ClassifierModule.load_from_checkpoint(args.float, map_location="cpu")
+            float_metrics = {"checkpoint": str(args.float), **evaluate(float_module, config, tmp / "prepared")}
+        else:
+            float_module, float_metrics = fit_classifier(config, tmp / "prepared", tmp / "pretrain")
+            keep(tmp / "pretrain" / "best.ckpt", args.keep, "float")
         results["float"] = float_metrics
         print("float", json.dumps(float_metrics), flush=True)
         for setting in args.bits:
@@ -47,6 +63,7 @@ def main() -> None:
             start = time.perf_counter()
             _, metrics = compare(float_module, config, tmp / "prepared", tmp / f"qat-{setting}", qat)
             metrics["seconds"] = time.perf_counter() - start
+            keep(tmp / f"qat-{setting}" / "best.ckpt", args.keep, "qat_" + setting.replace("=", "").replace(",", "_"))
             results["runs"].append({"bits": bits, "target": args.target, **metrics})
             print(setting, json.dumps(metrics), flush=True)
             args.out.write_text(json.dumps(results, indent=2))

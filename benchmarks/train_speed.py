@@ -1,8 +1,10 @@
-"""Float pretraining speed and accuracy of a preset, per epoch: training samples/s and test accuracy.
+"""Training speed and accuracy per epoch of a preset: float pretraining, then optionally QAT from the float model.
 
-    python benchmarks/train_speed.py --preset presets/smnist.yaml --epochs 5 --out results.json
+    python benchmarks/train_speed.py --preset presets/smnist.yaml --epochs 3 --qat-bits all=7 --qat-epochs 3 \\
+        --cuda-graphs on --out speed.json
 
-Runs without MLflow or DVC (only torch, lightning, pydantic, datasets), so it runs as-is on a bare GPU machine.
+Per epoch: training samples/s and the test accuracy of the current weights. `--cuda-graphs off` trains eagerly, the
+reference for the accuracy per epoch. Needs neither MLflow nor DVC, so it runs as-is on a bare GPU machine.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import torch
 from bench_config import device_name, load_preset
 
 from pipeline import data
-from pipeline.training import fit_classifier
+from pipeline.cost.__main__ import parse_bits
+from pipeline.quant.ptq import quantized_copy
+from pipeline.training import fit, fit_classifier
 
 
 class TestEachEpoch(L.Callback):
@@ -32,41 +36,54 @@ class TestEachEpoch(L.Callback):
         correct = total = 0
         for x, y in trainer.datamodule.test_dataloader():
             x, y = x.to(module.device), y.to(module.device)
-            correct += (module(x).argmax(-1) == y).sum().item()
+            correct += (module(x, module.eval_mode).argmax(-1) == y).sum().item()
             total += len(y)
         self.accuracy.append(correct / total)
         module.train()
         print(f"epoch {trainer.current_epoch + 1} test/acc={self.accuracy[-1]:.4f}", flush=True)
 
 
+def timed_fit(run, name: str) -> dict:
+    """run(callbacks, sink) → (module, metrics), with each epoch's metrics and test accuracy recorded."""
+    history, tested = [], TestEachEpoch()
+    start = time.perf_counter()
+    module, metrics = run([tested], lambda m, epoch: history.append({"epoch": epoch + 1, **m}))
+    for row, accuracy in zip(history, tested.accuracy):
+        row["test/acc"] = accuracy
+    print(name, json.dumps(metrics), flush=True)
+    return module, {"final": metrics, "seconds": time.perf_counter() - start, "per_epoch": history}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="presets/smnist.yaml")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5, help="float pretraining epochs")
+    parser.add_argument("--qat-bits", help="e.g. all=7: QAT from the float model at these bits")
+    parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--cuda-graphs", choices=["on", "off"], default="on")
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
     parser.add_argument("--out", type=Path, default=Path("train_speed.json"))
     args = parser.parse_args()
 
     config = load_preset(args.preset, args.epochs, args.source)
-
+    config = config.model_copy(update={"train": config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on"})})
+    result = {"preset": args.preset, "model": config.model.model_dump(), "batch_size": config.train.batch_size,
+              "cuda_graphs": args.cuda_graphs, "device": device_name(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
         start = time.perf_counter()
-        meta = data.prepare(config, Path(tmp) / "prepared")
-        prepare_seconds = time.perf_counter() - start
-        history, per_epoch_test = [], TestEachEpoch()
-        _, metrics = fit_classifier(config, Path(tmp) / "prepared", Path(tmp) / "work", callbacks=[per_epoch_test],
-                                    sink=lambda m, epoch: history.append({"epoch": epoch + 1, **m}))
-
-    for row, acc in zip(history, per_epoch_test.accuracy):
-        row["test/acc"] = acc
-    result = {
-        "preset": args.preset, "data": meta["name"], "model": config.model.model_dump(),
-        "batch_size": config.train.batch_size, "epochs": args.epochs, "prepare_seconds": prepare_seconds,
-        "device": device_name(),
-        "torch": torch.__version__, "final": metrics, "per_epoch": history,
-    }
+        meta = data.prepare(config, tmp / "prepared")
+        result |= {"data": meta["name"], "prepare_seconds": time.perf_counter() - start}
+        float_module, result["float"] = timed_fit(
+            lambda callbacks, sink: fit_classifier(config, tmp / "prepared", tmp / "float", sink, callbacks), "float")
+        if args.qat_bits:
+            qat = config.qat.model_copy(update={"bits": parse_bits(args.qat_bits.split(",")), "epochs": args.qat_epochs})
+            quantized = quantized_copy(float_module, config, tmp / "prepared", qat)
+            _, result["qat"] = timed_fit(
+                lambda callbacks, sink: fit(quantized, config, qat, tmp / "prepared", tmp / "qat", sink, callbacks),
+                f"qat {args.qat_bits}")
+            result["qat"]["bits"] = qat.bits
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("device", "torch", "final")}, indent=2))
 
 
 if __name__ == "__main__":

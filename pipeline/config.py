@@ -133,6 +133,8 @@ class TrainConfig(Section):
     precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = Field(0, ge=0)
     deterministic: bool = True
+    cuda_graphs: bool = Field(True, description="replay the training forward and backward as CUDA graphs (one "
+                              "GPU, 32- or 64-bit precision; ignored elsewhere)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.config import Config, Schedule
+from pipeline.cuda_graphs import capture
 from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
@@ -42,13 +43,15 @@ class ClassifierModule(L.LightningModule):
     quantizer clips: no weight decay) and a per-step schedule: linear warm-up, then cosine decay to zero.
 
     `quant` (a `QuantConfig` as a dict) attaches quantizers, `pruned` pruning masks (after them), `noise`
-    ({"sigma", "mixing"}) analog weight noise, on while training and off for validation and test; the `deploy` target is validated and tested in
-    recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data are calibrated on a
-    few training batches before validation and test."""
+    ({"sigma", "mixing"}) analog weight noise, on while training and off for validation and test; the `deploy`
+    target is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen
+    no data are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the
+    training forward and backward are replayed from CUDA graphs captured at the first training step."""
 
     def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None,
                  pruned: bool = False, noise: Optional[dict] = None):
         super().__init__()
+        self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self.save_hyperparameters()
         self.model = S4DClassifier(d_in, n_classes, **model)
         self.accuracy = torch.nn.ModuleDict(
@@ -68,9 +71,24 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
 
+    def use_cuda_graphs(self, enabled: bool = True) -> None:
+        """Capture the training pass as CUDA graphs at the next training step, if it runs on one GPU in 32 or 64
+        bits (autocast and DDP's gradient hooks do not mix with capture); otherwise train eagerly."""
+        self._graphs, self._graphed = enabled, None
+
+    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        usable = (self._graphs and x.is_cuda and self.trainer.world_size == 1
+                  and self.trainer.precision in ("32-true", "64-true"))
+        if not usable:
+            return self(x, self.train_mode)
+        if self._graphed is None:
+            self._graphed = (x.shape, capture(self.model, self.train_mode, x))
+        shape, graphed = self._graphed
+        return graphed(x) if x.shape == shape else self(x, self.train_mode)
+
     def _step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x, self.train_mode if split == "train" else self.eval_mode)
+        logits = self._train_forward(x) if split == "train" else self(x, self.eval_mode)
         loss = F.cross_entropy(logits, y)
         accuracy = self.accuracy[f"acc_{split}"]
         accuracy(logits, y)
@@ -95,12 +113,7 @@ class ClassifierModule(L.LightningModule):
         self._calibrate()
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}: the run diverged; "
-                "lower the stage's lr, set its grad_clip, or check the data for NaN")
-        return loss
+        return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -118,7 +131,7 @@ class ClassifierModule(L.LightningModule):
             {"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]},
             {"params": [p for p in self.parameters() if id(p) in clips], "lr": opt["lr"], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], fused=self.device.type == "cuda")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, opt["warmup_epochs"] * total // max(1, self.trainer.max_epochs))
 
@@ -171,6 +184,18 @@ class EpochReport(L.Callback):
         self.history = state["history"]
 
 
+class DivergenceCheck(L.Callback):
+    """Stops training at the end of an epoch whose mean training loss is not finite, before it is checkpointed
+    (checking every step would stall the GPU on a host sync)."""
+
+    def on_train_epoch_end(self, trainer, module):
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {float(loss)} in epoch {trainer.current_epoch + 1}: the run diverged; "
+                "lower the stage's lr, set its grad_clip, or check the data for NaN")
+
+
 class EpochSeed(L.Callback):
     """Seeds torch's generator at each epoch's start from (seed, epoch): dropout and training noise, like the
     batches, do not depend on whether the run was interrupted and resumed."""
@@ -203,7 +228,8 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
         precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[best, last, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed), *callbacks],
+        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed),
+                   *callbacks],
         enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
     )
 
@@ -278,6 +304,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
         print(f"resuming from {resume} (same params and starting weights)", flush=True)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
+    module.use_cuda_graphs(config.train.cuda_graphs)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     seconds = time.perf_counter() - start

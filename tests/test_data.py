@@ -4,6 +4,7 @@ import wave
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline import data
 from pipeline.config import ConfigError, parse
@@ -46,6 +47,20 @@ def test_digits_prepared_shapes_classes_and_splits(tmp_path):
     x, y = next(iter(module.train_dataloader()))
     assert x.shape == (32, 64, 1) and y.dtype.is_floating_point is False
     assert 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def test_training_batches_follow_the_seeded_epoch_permutation_and_drop_the_remainder(tmp_path):
+    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
+    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    module.setup()
+    loader = module.train_dataloader()
+    loader.sampler.set_epoch(2)
+    all_x, all_y = module.splits["train"].tensors
+    order = torch.randperm(len(all_y), generator=torch.Generator().manual_seed(5 + 2))
+    batches = list(loader)
+    assert len(batches) == len(all_y) // 32
+    for i, (x, y) in enumerate(batches):
+        assert torch.equal(x, all_x[order[32 * i:32 * (i + 1)]]) and torch.equal(y, all_y[order[32 * i:32 * (i + 1)]])
 
 
 def test_mnist1d_is_generated_locally_and_deterministic(tmp_path):

@@ -42,14 +42,24 @@ def test_ssm_parameters_get_their_own_group(tiny):
     assert rest["initial_lr"] == tiny.pretrain.lr and rest["weight_decay"] == tiny.pretrain.weight_decay
 
 
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # a step called outside a Trainer
-def test_a_non_finite_loss_stops_training_with_a_clear_message(tiny):
-    module = ClassifierModule(1, 10, tiny.model.model_dump(), tiny.pretrain.model_dump())
-    x, y = torch.randn(4, 64, 1), torch.tensor([0, 1, 2, 3])
-    assert torch.isfinite(module.training_step((x, y), 0))
-    x[0, 5, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match="diverged; lower the stage's lr"):
-        module.training_step((x, y), 7)
+class PoisonWeights(L.Callback):
+    """Sets the decoder's weights to NaN at the start of epoch `epoch` (0-based), as a diverging run would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                module.model.decoder.weight.fill_(float("nan"))
+
+
+def test_a_diverged_epoch_stops_training_before_it_is_checkpointed(tiny, tmp_path):
+    data.prepare(tiny, tmp_path / "prepared")
+    with pytest.raises(FloatingPointError, match="in epoch 2: the run diverged; lower the stage's lr"):
+        fit_classifier(tiny, tmp_path / "prepared", tmp_path / "work", callbacks=[PoisonWeights(epoch=1)])
+    last = torch.load(tmp_path / "work" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and torch.isfinite(last["state_dict"]["model.decoder.weight"]).all()
 
 
 class CrashAfter(L.Callback):

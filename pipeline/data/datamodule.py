@@ -10,11 +10,24 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from pipeline.data import read_meta
 
 
-def load_split(data_dir: str | Path, split: str) -> TensorDataset:
+class Split(TensorDataset):
+    """(x, label) tensors; a batch of indices is gathered at once instead of sample by sample."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The collate function of a `Split`: its gathered batch as it is."""
+    return batch
+
+
+def load_split(data_dir: str | Path, split: str) -> Split:
     from datasets import load_from_disk
 
     columns = load_from_disk(str(Path(data_dir) / split)).with_format("torch")[:]
-    return TensorDataset(columns["x"].float(), columns["label"].long())
+    return Split(columns["x"].float(), columns["label"].long())
 
 
 class EpochShuffle(RandomSampler):
@@ -42,7 +55,7 @@ class PreparedDataModule(L.LightningDataModule):
         super().__init__()
         self.data_dir, self.batch_size, self.num_workers, self.seed = Path(data_dir), batch_size, num_workers, seed
         self.meta = read_meta(self.data_dir)
-        self.splits: dict[str, TensorDataset] = {}
+        self.splits: dict[str, Split] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "validation", "test"):
@@ -55,7 +68,7 @@ class PreparedDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, train: bool = False) -> DataLoader:
         dataset = self.splits[split]
-        return DataLoader(dataset, batch_size=batch_size, drop_last=train,
+        return DataLoader(dataset, batch_size=batch_size, drop_last=train, collate_fn=whole_batch,
                           sampler=EpochShuffle(dataset, self.seed) if train else None,
                           num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)

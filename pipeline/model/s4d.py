@@ -5,7 +5,7 @@ Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     A = −exp(log_A_re) + i·A_im,   B = 1,   Δ = exp(log_dt)
     Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A                                   (zero-order hold)
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
-    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of length 2L)
+    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of a power of 2 ≥ 2L)
 Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
 """
 from __future__ import annotations
@@ -18,6 +18,11 @@ from torch import nn
 from pipeline.model.taps import Taps
 
 Mode = str  # "conv" | "recurrent"
+
+
+def fft_length(length: int) -> int:
+    """The smallest power of 2 ≥ 2·length − 1: zero padding to it makes the FFT's circular convolution linear."""
+    return 1 << (2 * length - 1).bit_length()
 
 
 def _nonzero(z: torch.Tensor) -> torch.Tensor:
@@ -87,8 +92,9 @@ class S4D(nn.Module):
 
     def _convolve(self, u: torch.Tensor) -> torch.Tensor:
         length = u.shape[-1]
+        n = fft_length(length)
         k = self.kernel(length)
-        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length), n=2 * length)
+        y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
         return y[..., :length] + self.taps("D", self.D).unsqueeze(-1) * u
 
     def _recur(self, u: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,82 @@
+"""Where a training step's GPU time goes: the kernels of forward + backward + optimizer step of a preset's model on
+random data, by total GPU time, eagerly and as replayed CUDA graphs.
+
+    python benchmarks/step_profile.py --preset presets/smnist.yaml --seq-len 784 --bits all=7 --rows 25 [--compile]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from bench_config import device_name, load_preset
+from torch.profiler import ProfilerActivity, profile
+
+from pipeline.cost.__main__ import parse_bits
+from pipeline.cuda_graphs import capture
+from pipeline.model import S4DClassifier, s4d
+from pipeline.quant import quantize
+
+
+def steps_per_second(step, count: int) -> float:
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--seq-len", type=int, default=784)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--bits", help="e.g. all=7 (default: float)")
+    parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--fft", choices=["pow2", "exact"], default="pow2", help="FFT length: power of 2 or 2L")
+    args = parser.parse_args()
+    if args.fft == "exact":
+        s4d.fft_length = lambda length: 2 * length
+
+    config = load_preset(args.preset, 1)
+    batch = config.train.batch_size
+    model = S4DClassifier(1, args.classes, **config.model.model_dump())
+    if args.bits:
+        quantize(model, parse_bits(args.bits.split(",")))
+    model = model.cuda().train()
+    forward = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    x = torch.randn(batch, args.seq_len, 1, device="cuda")
+    y = torch.randint(0, args.classes, (batch,), device="cuda")
+
+    def step(forward):
+        def run():
+            loss = F.cross_entropy(forward(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return run
+
+    start = time.perf_counter()
+    step(forward)()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    eager = steps_per_second(step(forward), 20)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step(forward)()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows))
+    graphed = steps_per_second(step(capture(forward, "conv", x)), 50)
+    print(f"{device_name()} bits={args.bits or 'float'} compile={args.compile} fft={args.fft} batch={batch}: "
+          f"first step {first:.1f} s, eager {eager * batch:.0f} samples/s, graphed {graphed * batch:.0f} samples/s "
+          "(model step only, no data loading or Lightning)")
+
+
+if __name__ == "__main__":
+    main()

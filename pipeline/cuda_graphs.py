@@ -1,0 +1,38 @@
+"""The training forward and backward pass captured as CUDA graphs (`torch.cuda.make_graphed_callables`).
+
+A training step of the S4D classifier launches hundreds of small kernels (FFTs, the Vandermonde product, one
+reduction and a few elementwise kernels per quantizer); eagerly, the GPU waits on the launches. Replaying the
+captured graphs launches each pass at once. The capture is made for one input shape and the model's state as it is
+then (quantizers, masks, noise level, training mode): build it once the training configuration is set.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class _Forward(nn.Module):
+    """model(x, mode) as a one-argument module, the form that capture takes."""
+
+    def __init__(self, model: nn.Module, mode: str):
+        super().__init__()
+        self.model, self.mode = model, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.mode)
+
+
+def capture(model: nn.Module, mode: str, sample: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """model(·, mode) in training mode, as graphs for inputs shaped like `sample`; gradients reach the model's
+    parameters as in eager mode. Capture runs three warm-up passes on `sample`; the buffers they update (BatchNorm
+    statistics, observed quantizer clips) are restored, except a learned clip's one-time initialisation, which the
+    first training step would have made from the same batch."""
+    buffers = [b for name, b in model.named_buffers() if not name.endswith("initialized")]
+    saved = [b.clone() for b in buffers]
+    graphed = torch.cuda.make_graphed_callables(_Forward(model, mode).train(), (sample,), allow_unused_input=True)
+    with torch.no_grad():
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
+    return graphed
