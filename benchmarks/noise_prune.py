@@ -1,0 +1,82 @@
+"""Noise robustness and structured pruning of a float and a QAT model (QS4D's two robustness comparisons).
+
+    python benchmarks/noise_prune.py --preset presets/smnist.yaml --source .device/mnist \\
+        --float float.ckpt --qat qat_all7.ckpt --finetune-sigma 0.01 --finetune-epochs 2 --out noise_prune.json
+
+1. Test accuracy under analog weight noise (σ_rel of each crossbar-mapped tensor's range, `--sigmas`, `--draws`
+   seeded draws each) of the float model, the QAT model, and the QAT model after noise-aware fine-tuning.
+2. The fraction of state modes that greedy structured pruning removes from the float and from the QAT model at
+   `--tolerance` validation accuracy, without recovery training.
+Needs neither MLflow nor DVC.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_config import device_name, load_preset
+
+from pipeline import data
+from pipeline.analog.robustness import finetune, robustness
+from pipeline.data.datamodule import load_split
+from pipeline.prune.recover import pruned_copy
+from pipeline.prune.search import prune
+from pipeline.training import ClassifierModule
+
+
+def structured_fraction(module: ClassifierModule, x_val, y_val, tolerance: float) -> dict:
+    on = "cuda" if torch.cuda.is_available() else "cpu"
+    copy = pruned_copy(module).to(on)
+    search = prune(copy.model, x_val, y_val, copy.eval_mode, tolerance, ("structured",))
+    total = sum(m.mode.keep.numel() for m in search["layers"])
+    return {"structured_frac": search["removed"]["structured"] / total,
+            "val_acc_before": search["baseline_val_acc"], "val_acc_after": search["val_acc"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--source", help="override data.source")
+    parser.add_argument("--float", type=Path, required=True, help="float checkpoint")
+    parser.add_argument("--qat", type=Path, required=True, help="QAT checkpoint")
+    parser.add_argument("--sigmas", default="0,0.005,0.01,0.015,0.02")
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--finetune-sigma", type=float, default=0.01)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--out", type=Path, default=Path("noise_prune.json"))
+    args = parser.parse_args()
+
+    config = load_preset(args.preset, 1, args.source)
+    on = "cuda" if torch.cuda.is_available() else "cpu"
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "args": vars(args)}
+
+    def report(key, value):
+        results[key] = value
+        print(key, json.dumps(value), flush=True)
+        args.out.write_text(json.dumps(results, indent=2, default=str))
+
+    models = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
+              for name, path in (("float", args.float), ("qat", args.qat))}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared"
+        data.prepare(config, prepared)
+        x_val, y_val = load_split(prepared, "validation").tensors
+        x, y = load_split(prepared, "test").tensors
+        tune = config.finetune.model_copy(update={"sigma": args.finetune_sigma, "epochs": args.finetune_epochs})
+        start = time.perf_counter()
+        models["finetuned"], metrics = finetune(models["qat"], config, prepared, Path(tmp) / "finetune", tune)
+        report("finetune", {**metrics, "sigma": args.finetune_sigma, "seconds": time.perf_counter() - start})
+        for name, module in models.items():
+            report(f"noise/{name}", robustness(module.to(on), x, y, sigmas, args.draws, config.seed))
+        for name in ("float", "qat"):
+            report(f"prune/{name}", structured_fraction(models[name], x_val, y_val, args.tolerance))
+
+
+if __name__ == "__main__":
+    main()
