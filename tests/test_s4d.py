@@ -45,6 +45,27 @@ def test_kernel_matches_explicit_sum_and_zoh():
     assert torch.allclose(layer.kernel(10).detach(), explicit, atol=1e-12)
 
 
+class Zero(torch.nn.Module):
+    def forward(self, x):
+        return x * 0
+
+
+def test_a_mode_whose_A_is_zeroed_integrates_instead_of_dividing_by_zero():
+    """Mode 0 of S4D-Lin has Im A = 0; a coarse quantizer that rounds its Re A to 0 leaves A = 0."""
+    torch.manual_seed(4)
+    layer = S4D(d_model=2, d_state=4).double()
+    layer.taps.attach("A_re", Zero())
+    A_bar, B_bar, _, _ = layer.discrete()
+    dt = torch.exp(layer.log_dt.detach())
+    assert torch.equal(A_bar[:, 0], torch.ones(2, dtype=A_bar.dtype))  # Ā = 1 …
+    assert torch.allclose(B_bar[:, 0].real, dt) and torch.equal(B_bar[:, 0].imag, torch.zeros(2, dtype=dt.dtype))  # B̄ = Δ
+    u = torch.randn(3, 2, 40, dtype=torch.float64)
+    y = layer(u, "conv")
+    y.sum().backward()
+    assert torch.isfinite(y).all() and all(torch.isfinite(p.grad).all() for p in layer.parameters())
+    assert relative_error(y, layer(u, "recurrent")) <= 1e-8
+
+
 def test_initialisation():
     layer = S4D(d_model=5, d_state=8, a_init="qs4d", dt_min=1e-3, dt_max=1e-1)
     assert torch.allclose(-torch.exp(layer.log_A_re), torch.full((5, 4), -0.5))

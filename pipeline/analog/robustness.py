@@ -14,13 +14,13 @@ from pipeline.training import ClassifierModule, MetricsSink, fit, load_weights
 
 
 def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = False) -> ClassifierModule:
-    """`module` (its quantizers and masks kept) with noise taps that train at `sigma`."""
+    """`module` (its quantizers and masks kept, on its device) with noise taps that train at `sigma`."""
     if noise_modules(module.model):
         return module
     h = module.hparams
     copy = ClassifierModule(h.d_in, h.n_classes, h.model, h.optim, h.get("quant"), h.get("pruned", False),
                             noise={"sigma": sigma, "mixing": mixing})
-    return load_weights(copy, module)
+    return load_weights(copy, module).to(module.device)
 
 
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,

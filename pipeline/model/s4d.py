@@ -3,7 +3,7 @@ state space models"), in two execution modes that compute the same map.
 
 Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     A = −exp(log_A_re) + i·A_im,   B = 1,   Δ = exp(log_dt)
-    Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A                                   (zero-order hold)
+    Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A  (= Δ where A = 0)                 (zero-order hold)
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
     convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of a power of 2 ≥ 2L)
 Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
@@ -62,7 +62,8 @@ class S4D(nn.Module):
         """(Ā, B̄, C, D) as stored on hardware, through taps A_bar, B_bar, C, D."""
         A, dt = self.continuous()
         A_bar = torch.exp(dt * A)
-        B_bar = (A_bar - 1) / A
+        zero = A == 0  # a mode whose A was quantized to 0 integrates: B̄ → Δ as A → 0
+        B_bar = torch.where(zero, dt.expand_as(A).to(A.dtype), (A_bar - 1) / torch.where(zero, torch.ones_like(A), A))
         return (self.taps("A_bar", A_bar), self.taps("B_bar", B_bar), self.taps("C", self.output_matrix()),
                 self.taps("D", self.D))
 
