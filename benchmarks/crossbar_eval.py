@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("--devices", default="ideal,rram,pcm")
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
     parser.add_argument("--sigma", type=float, help="override finetune.sigma")
-    parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune"], help="the model evaluated")
+    parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune", "qat"],
+                        help="the model evaluated")
     parser.add_argument("--converter-bits", type=int, help="override evaluate.dac_bits and evaluate.adc_bits")
     parser.add_argument("--chips", type=int, help="override evaluate.chips")
     parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
@@ -114,7 +115,7 @@ def main() -> None:
     x, y = load_split(prepared, "test").tensors
     x, y = x[:settings.test_samples], y[:settings.test_samples]
     calibration = list(load_split(prepared, "train").tensors[0][:1024].split(256))
-    tuned = (tuned if args.evaluate == "finetune" else pruned).to(on)
+    tuned = {"finetune": tuned, "prune": pruned, "qat": qat_module}[args.evaluate].to(on)
     report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
     start = time.perf_counter()
     curves, programs = crossbar_accuracy(tuned, x, y, calibration, settings, config.seed, on)
