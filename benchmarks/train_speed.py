@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_preset(args.preset, args.epochs, args.source)
-    config = config.model_copy(update={"train": config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on"})})
+    train = config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on"})
+    config = config.model_copy(update={"train": train})
     result = {"preset": args.preset, "model": config.model.model_dump(), "batch_size": config.train.batch_size,
               "cuda_graphs": args.cuda_graphs, "device": device_name(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +78,8 @@ def main() -> None:
         float_module, result["float"] = timed_fit(
             lambda callbacks, sink: fit_classifier(config, tmp / "prepared", tmp / "float", sink, callbacks), "float")
         if args.qat_bits:
-            qat = config.qat.model_copy(update={"bits": parse_bits(args.qat_bits.split(",")), "epochs": args.qat_epochs})
+            bits = parse_bits(args.qat_bits.split(","))
+            qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs})
             quantized = quantized_copy(float_module, config, tmp / "prepared", qat)
             _, result["qat"] = timed_fit(
                 lambda callbacks, sink: fit(quantized, config, qat, tmp / "prepared", tmp / "qat", sink, callbacks),
