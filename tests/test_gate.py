@@ -13,9 +13,12 @@ def committed_copy(tmp_path):
     return tmp_path
 
 
-def edit(path, key, change):
+def plant(root, name, key, change):
+    """Set metric `key` of metrics/<name>.json to change(its baseline value)."""
+    baseline = json.loads((root / "regression" / "baseline.json").read_text())[f"metrics/{name}.json:{key}"]
+    path = root / "metrics" / f"{name}.json"
     metrics = json.loads(path.read_text())
-    metrics[key] = change(metrics[key])
+    metrics[key] = change(baseline)
     path.write_text(json.dumps(metrics))
 
 
@@ -25,19 +28,20 @@ def test_committed_metrics_pass_the_committed_gate(tmp_path):
 
 def test_gate_fails_on_a_planted_accuracy_drop_and_energy_rise(tmp_path, capsys):
     root = committed_copy(tmp_path)
-    edit(root / "metrics" / "qat.json", "test/acc", lambda v: v - 0.005)  # within 1 pp: passes
+    plant(root, "qat", "test/acc", lambda v: v - 0.005)  # within 1 pp: passes
     assert gate.main([], root=root) == 0
-    edit(root / "metrics" / "qat.json", "test/acc", lambda v: v - 0.02)
+    plant(root, "qat", "test/acc", lambda v: v - 0.02)
     assert gate.main([], root=root) == 1
     assert "metrics/qat.json:test/acc" in capsys.readouterr().err
-    edit(root / "metrics" / "qat.json", "test/acc", lambda v: v + 0.1)  # better than the baseline: passes
-    edit(root / "metrics" / "crossbar.json", "energy/pj_per_inference", lambda v: v * 1.05)
+    plant(root, "qat", "test/acc", lambda v: v + 0.1)  # better than the baseline: passes
+    assert gate.main([], root=root) == 0
+    plant(root, "crossbar", "energy/pj_per_inference", lambda v: v * 1.05)
     assert gate.main([], root=root) == 1
 
 
 def test_update_takes_the_current_metrics_as_baseline(tmp_path):
     root = committed_copy(tmp_path)
-    edit(root / "metrics" / "prune.json", "test/acc", lambda v: v - 0.2)
+    plant(root, "prune", "test/acc", lambda v: v - 0.2)
     assert gate.main([], root=root) == 1
     assert gate.main(["--update"], root=root) == 0
     assert gate.main([], root=root) == 0

@@ -4,6 +4,8 @@ Each step, every tile reads its inputs v = [u_t, u_{t−1}, x_{t−1}] through D
 `dac_bits`, clipped to [−1, 1]), computes the column currents Σ_r v_r·(G+ − G−)_rk, adds read noise, and converts
 them back to signal units through ADCs (`adc_bits` over ± the column's full scale, clipped). The digitised state
 is fed back; the y columns of a channel's tiles are summed digitally. One extra step flushes the last output.
+Range measurement reads the dense tiles (`run_tiles`); the chips read only the cells a tile can hold
+(`slot_form`, `tile_step`), which gives the same currents with a fraction of the work.
 
 Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
     programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0
@@ -17,6 +19,7 @@ Mixing layers, norms, pooling and decoder stay digital, at the precision the mod
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Iterable, Optional
 
@@ -193,31 +196,84 @@ class Chips:
         return delta * gain[..., None, :], self.device.read_noise * self.device.g_max * gain
 
 
+def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The cells a tile can hold (see mapping.py), from dense (…, R, K) tiles into per-slot tensors: `input`
+    (…, m, 2) row u_t → columns x_j; `block` (…, m, 2, 2) rows x_j → columns x_j; `out` (…, m, 2) rows x_j → y;
+    `skip` (…) row u_{t−1} → y. Every other cell of a mapped tile is empty."""
+    *lead, R, K = tiles.shape
+    m = (K - 1) // 2
+    state = tiles[..., FIXED_ROWS:, :2 * m].reshape(*lead, m, 2, m, 2)
+    return {"input": tiles[..., 0, :2 * m].reshape(*lead, m, 2),
+            "block": torch.diagonal(state, dim1=-4, dim2=-2).movedim(-1, -3),
+            "out": tiles[..., FIXED_ROWS:, -1].reshape(*lead, m, 2), "skip": tiles[..., 1, -1]}
+
+
+def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: Optional[int], adc_bits: Optional[int]):
+    """One read of every tile in slot form: the same currents as the dense tile product, without its empty cells.
+
+    x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
+    weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T); read_std (C, 1, H, T, K) or None; rows
+    (H, T, R) and cols (H, T, K) the converters' full scales. Returns (next state, y_{t−1} (C, B, H))."""
+    m = x.shape[-2]
+    v_u = convert(u_t[..., None] / rows[..., 0], dac_bits, 1.0)[..., None, None]  # (C, B, H, T, 1, 1)
+    v_prev = convert(u_prev[..., None] / rows[..., 1], dac_bits, 1.0)
+    v_x = convert(x / rows[..., FIXED_ROWS:].unflatten(-1, (m, 2)), dac_bits, 1.0)
+    v_re, v_im = v_x[..., :1], v_x[..., 1:]
+    out_x = v_u * w["input"] + v_re * w["block"][..., 0, :] + v_im * w["block"][..., 1, :]
+    out_y = (v_x * w["out"]).sum((-2, -1)) + v_prev * w["skip"]
+    if read_std is not None:  # std of the column current: read_noise·g_max·gain·√(Σ v² over the column's cells)
+        spread_x = (v_u ** 2 * cells["input"] + v_re ** 2 * cells["block"][..., 0, :]
+                    + v_im ** 2 * cells["block"][..., 1, :]).sqrt()
+        spread_y = ((v_x ** 2 * cells["out"]).sum((-2, -1)) + v_prev ** 2 * cells["skip"]).sqrt()
+        out_x = out_x + torch.randn_like(out_x) * spread_x * read_std[..., :2 * m].unflatten(-1, (m, 2))
+        out_y = out_y + torch.randn_like(out_y) * spread_y * read_std[..., -1]
+    state = convert(out_x, adc_bits, cols[..., :2 * m].unflatten(-1, (m, 2)))
+    return state, convert(out_y, adc_bits, cols[..., -1]).sum(-1)
+
+
 class CrossbarSSM(nn.Module):
-    """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L)."""
+    """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L).
+
+    On a GPU each step is one compiled kernel (`torch.compile` of `tile_step`); elsewhere it runs eagerly."""
 
     def __init__(self, tiles: TileProgram, weights: torch.Tensor, read_std: torch.Tensor,
                  dac_bits: Optional[int], adc_bits: Optional[int]):
         super().__init__()
-        self.register_buffer("weights", weights)
-        self.register_buffer("read_std", read_std)
+        for name, value in slot_form(weights).items():
+            self.register_buffer(f"w_{name}", value.unsqueeze(1))
+        for name, value in slot_form(2 * tiles.present.to(weights.dtype)).items():
+            self.register_buffer(f"cells_{name}", value[None, None])
+        self.read_noise = bool(read_std.any())
+        self.register_buffer("read_std", read_std.unsqueeze(1))
         self.register_buffer("row_scale", tiles.row_scale)
         self.register_buffer("col_scale", tiles.col_scale)
-        self.register_buffer("cells", 2 * tiles.present.to(weights.dtype))  # cells behind each logical weight
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
 
-    def read(self, v: torch.Tensor) -> torch.Tensor:
-        v = convert(v / self.row_scale, self.dac_bits, 1.0)
-        out = torch.einsum("cbhtr,chtrk->cbhtk", v, self.weights)
-        if bool(self.read_std.any()):
-            spread = torch.einsum("cbhtr,htrk->cbhtk", v * v, self.cells).sqrt()
-            out = out + torch.randn(out.shape, dtype=out.dtype, device=out.device) * spread * self.read_std[:, None]
-        return convert(out, self.adc_bits, self.col_scale)
+    def _slots(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"{prefix}_{name}") for name in ("input", "block", "out", "skip")}
 
     def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
-        C, _, T, _, K = self.weights.shape
-        y = run_tiles(u.reshape(C, -1, *u.shape[1:]), self.read, T, K - 1)
+        w, cells = self._slots("w"), self._slots("cells")
+        chips, _, H, T, m, _ = w["input"].shape
+        u = u.reshape(chips, -1, *u.shape[1:])  # (C, B, H, L)
+        step = _compiled_step() if u.is_cuda else tile_step
+        x = u.new_zeros(*u.shape[:3], T, m, 2)
+        u_prev = torch.zeros_like(u[..., 0])
+        outputs = []
+        for t in range(u.shape[-1] + 1):  # one extra step flushes the last output
+            u_t = u[..., t] if t < u.shape[-1] else torch.zeros_like(u_prev)
+            x, y = step(x, u_t, u_prev, w, cells, self.read_std if self.read_noise else None, self.row_scale,
+                        self.col_scale, self.dac_bits, self.adc_bits)
+            if t > 0:
+                outputs.append(y)
+            u_prev = u_t
+        y = torch.stack(outputs, dim=-1)
         return y.reshape(-1, *y.shape[2:])
+
+
+@functools.cache
+def _compiled_step():
+    return torch.compile(tile_step, dynamic=False)
 
 
 def simulated(model: S4DClassifier, programs: list[TileProgram], device: DeviceConfig, chips: int, t: float,
