@@ -21,7 +21,7 @@ Mode = str  # "conv" | "recurrent"
 
 
 def fft_length(length: int) -> int:
-    """The smallest power of 2 ≥ 2·length − 1: zero padding to it makes the FFT's circular convolution linear."""
+    """The smallest power of 2 ≥ 2·length: zero padding to it makes the FFT's circular convolution linear."""
     return 1 << (2 * length - 1).bit_length()
 
 
