@@ -1,7 +1,9 @@
-"""Shared by the benchmark scripts: a preset with overrides, tracking off, and the device's name."""
+"""Shared by the benchmark scripts: a preset with overrides, tracking off, the device's name, and keeping a run's
+best checkpoint between GPU calls."""
 from __future__ import annotations
 
 import platform
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -25,3 +27,10 @@ def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] 
 
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+
+
+def keep_checkpoint(run: Path, folder: Optional[Path], name: str) -> None:
+    """Copy the training run's best checkpoint to folder/<name>.ckpt (nothing when folder is None)."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "best.ckpt", folder / f"{name}.ckpt")

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
 import torch
-from bench_config import device_name, load_preset
+from bench_config import device_name, keep_checkpoint, load_preset
+from simulator_speed import sequences_per_s
 
 from pipeline import data
 from pipeline.analog.evaluation import crossbar_accuracy, duration, energy_metrics, layout_metrics
 from pipeline.analog.robustness import finetune
-from pipeline.analog.simulator import chip_accuracies, map_model, simulated
 from pipeline.data.datamodule import load_split
 from pipeline.prune.recover import prune_and_recover
 from pipeline.prune.search import accuracy
@@ -36,27 +35,9 @@ def cached(keep: Path, work: Path, name: str, make):
     chain = json.loads(record.read_text()) if record.is_file() else {}
     if not path.is_file():
         _, chain[name] = make(work / name)
-        keep.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / name / "best.ckpt", path)
+        keep_checkpoint(work / name, keep, name)
         record.write_text(json.dumps(chain, indent=1))
     return ClassifierModule.load_from_checkpoint(path, map_location="cpu"), chain[name]
-
-
-def simulator_speed(module, x, calibration, settings, chips: int, on: str) -> float:
-    """Simulated sequences per second (samples × chips) with the first device at the first time."""
-    name, device = next(iter(settings.device_settings().items()))
-    programs = map_model(module.model.to(on), calibration, settings.tile_rows, settings.tile_cols,
-                         settings.range_margin, device)
-    model = simulated(module.model, programs, device, chips, settings.times[0], settings.dac_bits, settings.adc_bits)
-    samples = x[:max(1, settings.batch_size // chips) * 2]
-    chip_accuracies(model, samples[:2], torch.zeros(2, dtype=torch.long), chips, settings.batch_size)  # warm-up
-    if on == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    chip_accuracies(model, samples, torch.zeros(len(samples), dtype=torch.long), chips, settings.batch_size)
-    if on == "cuda":
-        torch.cuda.synchronize()
-    return len(samples) * chips / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -124,7 +105,10 @@ def main() -> None:
     first = settings.devices[0]
     report("layout", layout_metrics(programs[first]))
     report("energy", energy_metrics(tuned, programs[first], x.shape[1], settings)[0])
-    report("speed_sequences_per_s", {str(c): simulator_speed(tuned, x, calibration, settings, c, on) for c in (1, 32)})
+    device = settings.device_settings()[first]
+    report("speed", [sequences_per_s(tuned.model, programs[first], device, chips, settings.times[0], settings.dac_bits,
+                                     settings.adc_bits, x[:max(1, settings.batch_size // chips)].to(on))
+                     for chips in (1, 32)])
 
 
 if __name__ == "__main__":

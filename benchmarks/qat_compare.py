@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_config import device_name, load_preset
+from bench_config import device_name, keep_checkpoint, load_preset
 
 from pipeline import data
 from pipeline.cost.__main__ import parse_bits
 from pipeline.quant.ptq import compare
 from pipeline.training import ClassifierModule, evaluate, fit_classifier
-
-
-def keep(checkpoint: Path, folder: Path | None, name: str) -> None:
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(checkpoint, folder / f"{name}.ckpt")
 
 
 def main() -> None:
@@ -54,7 +47,7 @@ def main() -> None:
             float_metrics = {"checkpoint": str(args.float), **evaluate(float_module, config, tmp / "prepared")}
         else:
             float_module, float_metrics = fit_classifier(config, tmp / "prepared", tmp / "pretrain")
-            keep(tmp / "pretrain" / "best.ckpt", args.keep, "float")
+            keep_checkpoint(tmp / "pretrain", args.keep, "float")
         results["float"] = float_metrics
         print("float", json.dumps(float_metrics), flush=True)
         for setting in args.bits:
@@ -63,7 +56,7 @@ def main() -> None:
             start = time.perf_counter()
             _, metrics = compare(float_module, config, tmp / "prepared", tmp / f"qat-{setting}", qat)
             metrics["seconds"] = time.perf_counter() - start
-            keep(tmp / f"qat-{setting}" / "best.ckpt", args.keep, "qat_" + setting.replace("=", "").replace(",", "_"))
+            keep_checkpoint(tmp / f"qat-{setting}", args.keep, "qat_" + setting.replace("=", "").replace(",", "_"))
             results["runs"].append({"bits": bits, "target": args.target, **metrics})
             print(setting, json.dumps(metrics), flush=True)
             args.out.write_text(json.dumps(results, indent=2))

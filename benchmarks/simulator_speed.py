@@ -1,9 +1,9 @@
 """Crossbar simulator speed: simulated sequences (samples × chips) per second for a checkpoint's model on the
-RRAM preset with 12-bit converters, read noise on, inputs of random data.
+RRAM preset with 12-bit converters, read noise on, inputs of random data; and the tile kernel's time per layer
+for several block sizes (sequences per program).
 
-    python benchmarks/simulator_speed.py --checkpoint qat.ckpt --seq-len 784 --batch 4096 --chips 1,32 [--eager]
-
-`--eager` runs each step's kernels one by one instead of the compiled step (the path used on CPUs).
+    python benchmarks/simulator_speed.py --checkpoint qat.ckpt --seq-len 784 --batch 4096 --chips 1,32 \\
+        --blocks 2,4,8 --warps 1,2,4
 """
 from __future__ import annotations
 
@@ -14,18 +14,33 @@ import time
 import torch
 from bench_config import device_name
 
-from pipeline.analog import simulator
+from pipeline.analog import simulator, tile_kernel
 from pipeline.analog.devices import PRESETS
 from pipeline.config import EvaluateConfig
 from pipeline.training import ClassifierModule
 
 
 def timed(run) -> float:
-    torch.cuda.synchronize()
+    """Seconds of one call of run(), the GPU's queue drained before and after."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     run()
-    torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+@torch.no_grad()
+def sequences_per_s(model, programs, device, chips: int, t: float, dac_bits, adc_bits, x: torch.Tensor) -> dict:
+    """Speed of `simulated(model, …)` on `chips` chips for inputs x (samples, L, d_in), repeated per chip; the
+    first call (compilation included) is timed apart."""
+    chip_model = simulator.simulated(model, programs, device, chips, t, dac_bits, adc_bits)
+    inputs = x.repeat(chips, 1, 1)
+    first = timed(lambda: chip_model(inputs))
+    seconds = timed(lambda: chip_model(inputs))
+    return {"chips": chips, "sequences": len(inputs), "first_call_s": first, "seconds": seconds,
+            "sequences_per_s": len(inputs) / seconds}
 
 
 def main() -> None:
@@ -34,10 +49,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=784)
     parser.add_argument("--batch", type=int, default=4096, help="sequences × chips per forward pass")
     parser.add_argument("--chips", default="1,32")
-    parser.add_argument("--eager", action="store_true")
+    parser.add_argument("--blocks", default="", help="block sizes to time the first layer's kernel with")
+    parser.add_argument("--warps", default="4", help="warps per program to time the first layer's kernel with")
     args = parser.parse_args()
-    if args.eager:
-        simulator._compiled_step = lambda: simulator.tile_step
 
     module = ClassifierModule.load_from_checkpoint(args.checkpoint, map_location="cuda")
     model = module.model.eval()
@@ -45,16 +59,21 @@ def main() -> None:
     x = torch.randn(args.batch, args.seq_len, module.hparams.d_in, device="cuda")
     programs = simulator.map_model(model, [x[:256]], settings.tile_rows, settings.tile_cols, settings.range_margin,
                                    device)
-    results = {"device": device_name(), "torch": torch.__version__, "args": vars(args), "runs": []}
-    with torch.no_grad():
-        for chips in map(int, args.chips.split(",")):
-            chip_model = simulator.simulated(model, programs, device, chips, 1.0, 12, 12)
-            inputs = x[:args.batch // chips].repeat(chips, 1, 1)
-            first = timed(lambda: chip_model(inputs))
-            seconds = timed(lambda: chip_model(inputs))
-            results["runs"].append({"chips": chips, "sequences": len(inputs), "first_call_s": first,
-                                    "seconds": seconds, "sequences_per_s": len(inputs) / seconds})
-            print(json.dumps(results["runs"][-1]), flush=True)
+    results = {"device": device_name(), "torch": torch.__version__, "args": vars(args), "runs": [], "blocks": []}
+    for chips in map(int, args.chips.split(",")):
+        results["runs"].append(sequences_per_s(model, programs, device, chips, 1.0, 12, 12, x[:args.batch // chips]))
+        print(json.dumps(results["runs"][-1]), flush=True)
+    layer = simulator.simulated(model, programs, device, 1, 1.0, 12, 12).blocks[0].ssm
+    u = torch.randn(1, args.batch, layer.w_input.shape[2], args.seq_len, device="cuda")  # (C, B, H, L)
+    for block, warps in [(int(b), int(w)) for b in args.blocks.split(",") if b for w in args.warps.split(",")]:
+        def run():
+            tile_kernel.scan(u, layer._slots("w"), layer._slots("cells"), layer.read_std, layer.row_scale,
+                             layer.col_scale, 12, 12, block=block, warps=warps)
+        run()
+        seconds = timed(run)
+        results["blocks"].append({"block": block, "warps": warps, "layer_seconds": seconds,
+                                  "sequences_per_s_per_layer": args.batch / seconds})
+        print(json.dumps(results["blocks"][-1]), flush=True)
     print(json.dumps(results))
 
 

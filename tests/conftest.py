@@ -5,9 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from pipeline import config as params
+if not torch.cuda.is_available():  # Triton kernels run under its interpreter, set before Triton is imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pipeline import config as params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -7,7 +7,8 @@ from pipeline.analog import export
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.evaluation import duration
 from pipeline.analog.mapping import layout, modes_per_tile
-from pipeline.analog.simulator import Chips, CrossbarSSM, convert, map_model, run_tiles, simulated, slot_form
+from pipeline.analog.mapping import FIXED_ROWS
+from pipeline.analog.simulator import Chips, CrossbarSSM, convert, map_model, simulated, slot_form
 from pipeline.config import ConfigError, DeviceConfig, parse
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
@@ -116,16 +117,22 @@ def test_slot_form_holds_every_mapped_cell_and_steps_like_the_dense_tiles():
     quiet = PRESETS["pcm"].model_copy(update={"read_noise": 0.0})  # programming noise, drift, faults; no read noise
     program = map_model(model, [x], 6, 10, 1.1, quiet)[0]  # 3 tiles per channel
     weights, read_std = Chips(program, quiet, 2, torch.Generator().manual_seed(0)).weights(86400.0)
-    assert sum(v.abs().sum() for v in slot_form(weights).values()) == weights.abs().sum()  # no cell left out
+    held = sum(v.abs().sum() for v in slot_form(weights).values())
+    assert torch.isclose(held, weights.abs().sum(), rtol=1e-12, atol=0)  # no cell left out
 
-    def dense_read(v):
-        v = convert(v / program.row_scale, 8, 1.0)
-        return convert(torch.einsum("cbhtr,chtrk->cbhtk", v, weights), 8, program.col_scale)
-
-    u = torch.randn(2 * 3, 4, 15, dtype=torch.float64)  # (chips · batch, H, L)
+    u = torch.randn(2, 3, 4, 15, dtype=torch.float64)  # (chips, batch, H, L)
     _, T, R, K = program.g_plus.shape
-    expected = run_tiles(u.view(2, 3, 4, 15), dense_read, T, K - 1).reshape(6, 4, 15)
-    assert torch.allclose(CrossbarSSM(program, weights, read_std, 8, 8)(u), expected, rtol=0, atol=1e-12)
+    padded, state, outputs = torch.nn.functional.pad(u, (1, 1)), u.new_zeros(2, 3, 4, T, K - 1), []
+    for t in range(16):  # the dense tile product, step by step: rows u_t, u_{t−1}, state
+        inputs = torch.stack([padded[..., t + 1], padded[..., t]], -1)[..., None, :].expand(2, 3, 4, T, FIXED_ROWS)
+        v = torch.cat([inputs, state], -1)
+        out = convert(torch.einsum("cbhtr,chtrk->cbhtk", convert(v / program.row_scale, 8, 1.0), weights), 8,
+                      program.col_scale)
+        state = out[..., :-1]
+        outputs.append(out[..., -1].sum(-1))
+    expected = torch.stack(outputs[1:], -1).reshape(6, 4, 15)
+    assert torch.allclose(CrossbarSSM(program, weights, read_std, 8, 8)(u.view(6, 4, 15)), expected, rtol=0,
+                          atol=1e-12)
 
 
 def test_program_export_round_trip(tmp_path):

@@ -4,8 +4,9 @@ Each step, every tile reads its inputs v = [u_t, u_{t−1}, x_{t−1}] through D
 `dac_bits`, clipped to [−1, 1]), computes the column currents Σ_r v_r·(G+ − G−)_rk, adds read noise, and converts
 them back to signal units through ADCs (`adc_bits` over ± the column's full scale, clipped). The digitised state
 is fed back; the y columns of a channel's tiles are summed digitally. One extra step flushes the last output.
-Range measurement reads the dense tiles (`run_tiles`); the chips read only the cells a tile can hold
-(`slot_form`, `tile_step`), which gives the same currents with a fraction of the work.
+A tile is read in slot form (`slot_form`, `tile_step`): only the cells a mapped tile can hold, which gives the
+dense tile product's currents with a fraction of the work. On GPUs the whole recurrence of a layer is one Triton
+kernel (`tile_kernel.scan`); elsewhere `tile_step` runs step by step.
 
 Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
     programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0
@@ -40,61 +41,53 @@ def convert(x: torch.Tensor, bits: Optional[int], full_scale: torch.Tensor | flo
     return torch.clamp(torch.round(x / step), -2 ** (bits - 1), 2 ** (bits - 1)) * step
 
 
-def run_tiles(u: torch.Tensor, read, tiles: int, state_width: int) -> torch.Tensor:
-    """The step loop. u (C, B, H, L); read(v (C, B, H, T, R)) → (C, B, H, T, K); returns y (C, B, H, L)."""
-    C, B, H, L = u.shape
-    state = u.new_zeros(C, B, H, tiles, state_width)
-    u_prev = torch.zeros_like(u[..., 0])
-    outputs = []
-    for t in range(L + 1):
-        u_t = u[..., t] if t < L else torch.zeros_like(u_prev)
-        inputs = torch.stack([u_t, u_prev], dim=-1).unsqueeze(-2).expand(C, B, H, tiles, FIXED_ROWS)
-        out = read(torch.cat([inputs, state], dim=-1))
-        state = out[..., :state_width]
+def run_steps(u: torch.Tensor, x: torch.Tensor, step) -> torch.Tensor:
+    """The step loop: u (C, B, H, L), x the initial state, step(x, u_t, u_{t−1}) → (next state, y_{t−1} per tile
+    (C, B, H, T)); returns y (C, B, H, L), summed over each channel's tiles."""
+    u_prev, outputs = torch.zeros_like(u[..., 0]), []
+    for t in range(u.shape[-1] + 1):  # one extra step flushes the last output
+        u_t = u[..., t] if t < u.shape[-1] else torch.zeros_like(u_prev)
+        x, y = step(x, u_t, u_prev)
         if t > 0:
-            outputs.append(out[..., -1].sum(-1))
+            outputs.append(y.sum(-1))
         u_prev = u_t
     return torch.stack(outputs, dim=-1)
 
 
-class _Read:
-    """One ideal read of the logical weights (H, T, R, K), recording the largest |signal| per row and column."""
+class _Probe(nn.Module):
+    """Stands in for an S4D layer during range calibration: the tile recurrence with ideal converters and no
+    noise, recording the largest |signal| on each row and column."""
 
     def __init__(self, tiles: Layout):
-        self.weights = tiles.weights
+        super().__init__()
         H, T, R, K = tiles.weights.shape
-        self.u_max = torch.zeros(H)
-        self.state_max = torch.zeros(H, T)
-        self.y_max = torch.zeros(H, T)
+        self.shape = tiles.weights.shape
+        self.slots = slot_form(tiles.weights[None, None])
+        self.u_max, self.state_max, self.y_max = torch.zeros(H), torch.zeros(H, T), torch.zeros(H, T)
 
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        out = torch.einsum("cbhtr,htrk->cbhtk", v, self.weights.to(v))
-        self.u_max = torch.maximum(self.u_max, v[..., 0].abs().amax(dim=(0, 1, 3)).cpu())
-        self.state_max = torch.maximum(self.state_max, out[..., :-1].abs().amax(dim=(0, 1, 4)).cpu())
-        self.y_max = torch.maximum(self.y_max, out[..., -1].abs().amax(dim=(0, 1)).cpu())
-        return out
+    def step(self, x, u_t, u_prev):
+        H, T, R, K = self.shape
+        w = {name: value.to(x) for name, value in self.slots.items()}
+        x, y = tile_step(x, u_t, u_prev, w, w, None, x.new_ones(H, T, R), x.new_ones(H, T, K), None, None)
+        self.u_max = torch.maximum(self.u_max, u_t.abs().amax(dim=(0, 1)).cpu())
+        self.state_max = torch.maximum(self.state_max, x.abs().amax(dim=(0, 1, 4, 5)).cpu())
+        self.y_max = torch.maximum(self.y_max, y.abs().amax(dim=(0, 1)).cpu())
+        return x, y
+
+    def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
+        H, T, R, K = self.shape
+        u = u.unsqueeze(0)
+        return run_steps(u, u.new_zeros(*u.shape[:3], T, (K - 1) // 2, 2), self.step).squeeze(0)
 
     def scales(self, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(row full scale (H, T, R), column full scale (H, T, K)); 1 where a signal was always 0."""
         def full(x):
             return torch.where(x > 0, x * margin, torch.ones_like(x))
-        H, T, R, K = self.weights.shape
+        H, T, R, K = self.shape
         u, s, y = full(self.u_max)[:, None, None].expand(H, T, FIXED_ROWS), full(self.state_max), full(self.y_max)
         rows = torch.cat([u, s[..., None].expand(H, T, R - FIXED_ROWS)], dim=-1)
         cols = torch.cat([s[..., None].expand(H, T, K - 1), y[..., None]], dim=-1)
         return rows, cols
-
-
-class _Probe(nn.Module):
-    """Stands in for an S4D layer during range calibration: the ideal tile recurrence, recording ranges."""
-
-    def __init__(self, tiles: Layout):
-        super().__init__()
-        self.read = _Read(tiles)
-
-    def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
-        _, T, _, K = self.read.weights.shape
-        return run_tiles(u.unsqueeze(0), self.read, T, K - 1).squeeze(0)
 
 
 def _with_layers(model: S4DClassifier, layers: list[nn.Module]) -> S4DClassifier:
@@ -121,7 +114,7 @@ def measure(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, co
     probed = _with_layers(model, probes)
     for x in batches:
         probed(x.to(next(model.parameters()).device))
-    return [(t, *p.read.scales(margin)) for t, p in zip(layouts, probes)]
+    return [(t, *p.scales(margin)) for t, p in zip(layouts, probes)]
 
 
 def program_all(measured: Measured, device: DeviceConfig) -> list[TileProgram]:
@@ -213,7 +206,7 @@ def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: Optional
 
     x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
     weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T); read_std (C, 1, H, T, K) or None; rows
-    (H, T, R) and cols (H, T, K) the converters' full scales. Returns (next state, y_{t−1} (C, B, H))."""
+    (H, T, R) and cols (H, T, K) the converters' full scales. Returns (next state, y_{t−1} per tile (C, B, H, T))."""
     m = x.shape[-2]
     v_u = convert(u_t[..., None] / rows[..., 0], dac_bits, 1.0)[..., None, None]  # (C, B, H, T, 1, 1)
     v_prev = convert(u_prev[..., None] / rows[..., 1], dac_bits, 1.0)
@@ -228,13 +221,11 @@ def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: Optional
         out_x = out_x + torch.randn_like(out_x) * spread_x * read_std[..., :2 * m].unflatten(-1, (m, 2))
         out_y = out_y + torch.randn_like(out_y) * spread_y * read_std[..., -1]
     state = convert(out_x, adc_bits, cols[..., :2 * m].unflatten(-1, (m, 2)))
-    return state, convert(out_y, adc_bits, cols[..., -1]).sum(-1)
+    return state, convert(out_y, adc_bits, cols[..., -1])
 
 
 class CrossbarSSM(nn.Module):
-    """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L).
-
-    On a GPU each step is one compiled kernel (`torch.compile` of `tile_step`); elsewhere it runs eagerly."""
+    """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L)."""
 
     def __init__(self, tiles: TileProgram, weights: torch.Tensor, read_std: torch.Tensor,
                  dac_bits: Optional[int], adc_bits: Optional[int]):
@@ -256,24 +247,15 @@ class CrossbarSSM(nn.Module):
         w, cells = self._slots("w"), self._slots("cells")
         chips, _, H, T, m, _ = w["input"].shape
         u = u.reshape(chips, -1, *u.shape[1:])  # (C, B, H, L)
-        step = _compiled_step() if u.is_cuda else tile_step
-        x = u.new_zeros(*u.shape[:3], T, m, 2)
-        u_prev = torch.zeros_like(u[..., 0])
-        outputs = []
-        for t in range(u.shape[-1] + 1):  # one extra step flushes the last output
-            u_t = u[..., t] if t < u.shape[-1] else torch.zeros_like(u_prev)
-            x, y = step(x, u_t, u_prev, w, cells, self.read_std if self.read_noise else None, self.row_scale,
-                        self.col_scale, self.dac_bits, self.adc_bits)
-            if t > 0:
-                outputs.append(y)
-            u_prev = u_t
-        y = torch.stack(outputs, dim=-1)
+        read_std = self.read_std if self.read_noise else None
+        if u.is_cuda:
+            from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
+            y = scan(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits)
+        else:
+            y = run_steps(u, u.new_zeros(*u.shape[:3], T, m, 2), functools.partial(
+                tile_step, w=w, cells=cells, read_std=read_std, rows=self.row_scale, cols=self.col_scale,
+                dac_bits=self.dac_bits, adc_bits=self.adc_bits))
         return y.reshape(-1, *y.shape[2:])
-
-
-@functools.cache
-def _compiled_step():
-    return torch.compile(tile_step, dynamic=False)
 
 
 def simulated(model: S4DClassifier, programs: list[TileProgram], device: DeviceConfig, chips: int, t: float,

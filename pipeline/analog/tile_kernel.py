@@ -1,0 +1,187 @@
+"""The whole tile recurrence of one layer in one GPU kernel (Triton): `simulator.tile_step` for all L + 1 steps
+with the state in registers.
+
+One program holds one tile (its m slots) of one chip's channel for a block of sequences and steps through time;
+each step reads u_t from global memory and writes the tile's y_{t−1}; the tiles of a channel are added after.
+The arithmetic is `tile_step`'s: DAC, the three weights into each state column and the two into y, read noise
+std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round), with converters that multiply by
+precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
+converter's rounding boundary). Read noise comes from Philox (`tl.randn4x`, 10 rounds), so it has the eager loop's
+distribution, not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from pipeline.analog.mapping import FIXED_ROWS
+
+SLOT_FIELDS = 22  # per slot: 8 weights, 8 noise variances, DAC gains, ADC gains and steps (re, im); see `pack`
+TILE_FIELDS = 6  # per tile: DAC gains of u_t and u_{t−1}, skip weight, its noise variance, y's ADC gain and step
+
+
+@triton.jit
+def _rint(x):
+    """Round half to even: adding and taking away 1.5·2^(mantissa bits) leaves the nearest integer (|x| < 2^22)."""
+    if x.dtype == tl.float64:
+        big = 6755399441055744.0
+    else:
+        big = 12582912.0
+    return (x + big) - big
+
+
+@triton.jit
+def _convert(x, gain, step, LEVELS: tl.constexpr):
+    """A converter: round(clamp(x·gain, ±LEVELS))·step with LEVELS = 2^(bits−1); x·gain when ideal (LEVELS 0)."""
+    q = x * gain
+    if LEVELS > 0:
+        q = _rint(tl.minimum(tl.maximum(q, -LEVELS), LEVELS)) * step
+    return q
+
+
+@triton.jit
+def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
+          w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
+          var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip,
+          dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y,
+          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
+    """One read of a tile: `simulator.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y)."""
+    unit = 1.0 / (DAC + (DAC == 0))  # the DACs' step: inputs in [−1, 1]
+    v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
+    v_prev = _convert(u_prev, dac_prev, unit, DAC)
+    v_re = _convert(x_re, dac_re, unit, DAC)
+    v_im = _convert(x_im, dac_im, unit, DAC)
+    out_re = v_u * w_in_re + v_re * w_rr + v_im * w_ir
+    out_im = v_u * w_in_im + v_re * w_ri + v_im * w_ii
+    out_y = tl.sum(v_re * w_out_re + v_im * w_out_im, axis=1) + v_prev * skip
+    if NOISE:  # std of a column current: √(Σ_rows v²·cells·std²), the variances packed per weight
+        out_re += n_re.to(out_re.dtype) * tl.sqrt(v_u * v_u * var_re_in + v_re * v_re * var_re_re
+                                                  + v_im * v_im * var_re_im)
+        out_im += n_im.to(out_im.dtype) * tl.sqrt(v_u * v_u * var_im_in + v_re * v_re * var_im_re
+                                                  + v_im * v_im * var_im_im)
+        var_y = tl.sum(v_re * v_re * var_y_re + v_im * v_im * var_y_im, axis=1) + v_prev * v_prev * var_skip
+        out_y += n_y.to(out_y.dtype) * tl.sqrt(var_y)
+    return _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC), _convert(out_y, adc_y, step_y, ADC)
+
+
+@triton.jit
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
+          SF: tl.constexpr, TF: tl.constexpr, MP: tl.constexpr, BB: tl.constexpr,
+          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
+    """u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B) per tile, its first step
+    y_{−1}; slot fields (C, H, T, MP, SF); tile fields (C, H, T, TF). Grid (C·H·T, ⌈B/BB⌉). Two steps per
+    iteration, so that one Philox draw gives both steps' normals."""
+    tile = tl.program_id(0)  # (chip·H + channel)·T + tile
+    ch, t = tile // T, tile % T
+    b = tl.program_id(1) * BB + tl.arange(0, BB)
+    live = b < B
+    j = tl.arange(0, MP)
+    slots = slot_ptr + (tile * MP + j) * SF
+    tiles = tile_ptr + tile * TF
+    w_in_re, w_in_im = tl.load(slots + 0)[None], tl.load(slots + 1)[None]
+    w_rr, w_ri = tl.load(slots + 2)[None], tl.load(slots + 3)[None]
+    w_ir, w_ii = tl.load(slots + 4)[None], tl.load(slots + 5)[None]
+    w_out_re, w_out_im = tl.load(slots + 6)[None], tl.load(slots + 7)[None]
+    var_re_in, var_re_re, var_re_im = tl.load(slots + 8)[None], tl.load(slots + 9)[None], tl.load(slots + 10)[None]
+    var_im_in, var_im_re, var_im_im = tl.load(slots + 11)[None], tl.load(slots + 12)[None], tl.load(slots + 13)[None]
+    var_y_re, var_y_im = tl.load(slots + 14)[None], tl.load(slots + 15)[None]
+    dac_re, dac_im = tl.load(slots + 16)[None], tl.load(slots + 17)[None]
+    adc_re, adc_im = tl.load(slots + 18)[None], tl.load(slots + 19)[None]
+    step_re, step_im = tl.load(slots + 20)[None], tl.load(slots + 21)[None]
+    dac_u, dac_prev = tl.load(tiles + 0), tl.load(tiles + 1)
+    skip, var_skip = tl.load(tiles + 2), tl.load(tiles + 3)
+    adc_y, step_y = tl.load(tiles + 4), tl.load(tiles + 5)
+
+    x_re = tl.zeros([BB, MP], dtype=u_ptr.dtype.element_ty)
+    x_im = tl.zeros([BB, MP], dtype=u_ptr.dtype.element_ty)
+    u_prev = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
+    where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
+    u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
+    draw = (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :]
+    draw_y = tile.to(tl.int64) * B + b + C * H * T * B * MP
+    for _ in range(0, steps, 2):
+        n_re, n_im, n_re_next, n_im_next, n_y, n_y_next = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        if NOISE:  # the streams of slots and of y columns start apart by a whole step of slots
+            n_re, n_im, n_re_next, n_im_next = tl.randn4x(seed, draw)
+            n_y, n_y_next, _, _ = tl.randn4x(seed, draw_y)
+            draw += C * H * T * B * (MP + 1)
+            draw_y += C * H * T * B * (MP + 1)
+        u_t = tl.load(u_at, mask=live, other=0.0)
+        x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
+                              w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
+                              var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
+                              var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
+                              adc_y, step_y, DAC, ADC, NOISE)
+        tl.store(y_at, y, mask=live)
+        u_prev = u_t
+        u_t = tl.load(u_at + H * C * B, mask=live, other=0.0)
+        x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re_next, n_im_next, n_y_next,
+                              w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
+                              var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
+                              var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
+                              adc_y, step_y, DAC, ADC, NOISE)
+        tl.store(y_at + T * H * C * B, y, mask=live)
+        u_prev = u_t
+        u_at += 2 * H * C * B
+        y_at += 2 * T * H * C * B
+
+
+def _levels(bits: Optional[int]) -> int:
+    return 0 if bits is None else 2 ** (bits - 1)
+
+
+def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: Optional[torch.Tensor],
+         rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int], adc_bits: Optional[int]
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`CrossbarSSM`'s slot tensors as the kernel's fields, (C, H, T, MP, SLOT_FIELDS) and (C, H, T, TILE_FIELDS),
+    slots zero-padded to a power of 2 (an empty slot's state stays 0). Noise variances are cells·std² of the column;
+    a DAC gain is 2^(b−1)/row full scale (1/row when ideal), an ADC gain 2^(b−1)/column full scale and its step the
+    inverse (1 and 1 when ideal)."""
+    C, _, H, T, m, _ = w["input"].shape
+    dac, adc = _levels(dac_bits) or 1, _levels(adc_bits)
+    w = {k: v[:, 0] for k, v in w.items()}
+    cells = {k: v[:, 0].expand(C, *v.shape[2:]) for k, v in cells.items()}
+    std = read_std[:, 0] if read_std is not None else w["input"].new_zeros(C, H, T, 2 * m + 1)
+    var_x, var_y = std[..., :2 * m].unflatten(-1, (m, 2)) ** 2, std[..., -1] ** 2
+    dac_x = (dac / rows[:, :, FIXED_ROWS:].unflatten(-1, (m, 2))).expand(C, H, T, m, 2)
+    cols_x, cols_y = cols[..., :2 * m].unflatten(-1, (m, 2)).expand(C, H, T, m, 2), cols[..., -1].expand(C, H, T)
+    adc_x, step_x = (adc / cols_x, cols_x / adc) if adc else (torch.ones_like(cols_x),) * 2
+    adc_y, step_y = (adc / cols_y, cols_y / adc) if adc else (torch.ones_like(cols_y),) * 2
+    block, cells_block = w["block"], cells["block"]
+    slot = torch.stack([
+        w["input"][..., 0], w["input"][..., 1], block[..., 0, 0], block[..., 0, 1], block[..., 1, 0], block[..., 1, 1],
+        w["out"][..., 0], w["out"][..., 1],
+        cells["input"][..., 0] * var_x[..., 0], cells_block[..., 0, 0] * var_x[..., 0],
+        cells_block[..., 1, 0] * var_x[..., 0],
+        cells["input"][..., 1] * var_x[..., 1], cells_block[..., 0, 1] * var_x[..., 1],
+        cells_block[..., 1, 1] * var_x[..., 1],
+        cells["out"][..., 0] * var_y[..., None], cells["out"][..., 1] * var_y[..., None],
+        dac_x[..., 0], dac_x[..., 1], adc_x[..., 0], adc_x[..., 1], step_x[..., 0], step_x[..., 1]], dim=-1)
+    tile = torch.stack([(dac / rows[..., 0]).expand(C, H, T), (dac / rows[..., 1]).expand(C, H, T), w["skip"],
+                        cells["skip"] * var_y, adc_y, step_y], dim=-1)
+    slots = slot.new_zeros(C, H, T, triton.next_power_of_2(m), SLOT_FIELDS)
+    slots[..., :m, :] = slot
+    return slots, tile.contiguous()
+
+
+def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
+         read_std: Optional[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int],
+         adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
+    """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
+    the Philox seed is drawn from torch's default generator. `block` sequences per program and `warps` per program:
+    the fastest on an H100 for the sMNIST model (benchmarks/simulator_speed.py)."""
+    C, B, H, L = u.shape
+    slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
+    steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
+    inputs = u.new_zeros(steps, H, C, B)
+    inputs[:L] = u.permute(3, 2, 0, 1)
+    T = slots.shape[2]
+    outputs = u.new_empty(steps, T, H, C, B)
+    seed = int(torch.randint(2 ** 31 - 1, ()))
+    _scan[(C * H * T, triton.cdiv(B, block))](
+        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, SF=SLOT_FIELDS, TF=TILE_FIELDS, MP=slots.shape[3],
+        BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
+    return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally

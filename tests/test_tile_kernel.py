@@ -1,0 +1,65 @@
+"""The Triton tile kernel against the step-by-step loop: compiled on a GPU, under Triton's interpreter elsewhere
+(conftest sets TRITON_INTERPRET)."""
+import copy
+
+import pytest
+import torch
+
+from pipeline.analog import tile_kernel
+from pipeline.analog.devices import PRESETS
+from pipeline.analog.simulator import Chips, CrossbarSSM, map_model
+
+from test_crossbar import model64
+
+ON = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def chip_layer(read_noise: float, dac=8, adc=8, chips=2) -> CrossbarSSM:
+    """Layer 0 of a small model on PCM chips a day after programming: 3 tiles of 2 modes per channel."""
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    device = PRESETS["pcm"].model_copy(update={"read_noise": read_noise})
+    program = map_model(model, [x], 6, 10, 1.1, device)[0]
+    weights, read_std = Chips(program, device, chips, torch.Generator().manual_seed(0)).weights(86400.0)
+    return CrossbarSSM(program, weights, read_std, dac, adc)
+
+
+def run_kernel(layer: CrossbarSSM, u: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """The kernel on `ON`, back on the CPU."""
+    layer = copy.deepcopy(layer).to(ON)
+    chips = layer.w_input.shape[0]
+    y = tile_kernel.scan(u.to(ON).view(chips, -1, *u.shape[1:]), layer._slots("w"), layer._slots("cells"),
+                         layer.read_std if layer.read_noise else None, layer.row_scale, layer.col_scale,
+                         layer.dac_bits, layer.adc_bits, block=block)
+    return y.reshape(u.shape).cpu()
+
+
+def test_kernel_steps_like_the_loop_with_device_errors_and_converters():
+    layer = chip_layer(read_noise=0.0)
+    u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)  # 5 sequences per chip: one partial block
+    expected = layer(u)
+    assert torch.allclose(run_kernel(layer, u), expected, rtol=0, atol=1e-12)
+    slots, tiles = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), None, layer.row_scale, layer.col_scale,
+                                    8, 8)
+    assert slots.shape == (2, 4, 3, 2, tile_kernel.SLOT_FIELDS) and tiles.shape == (2, 4, 3, tile_kernel.TILE_FIELDS)
+
+
+def test_kernel_read_noise_has_the_loops_spread_and_follows_the_seed():
+    layer, quiet = chip_layer(read_noise=0.05, dac=None, adc=None), chip_layer(0.0, dac=None, adc=None)
+    u = torch.randn(128, 4, 15, dtype=torch.float64)
+    clean = quiet(u)
+    torch.manual_seed(3)
+    noisy = run_kernel(layer, u, block=64)
+    torch.manual_seed(3)
+    assert torch.equal(run_kernel(layer, u, block=64), noisy)
+    spread_kernel = (noisy - clean).pow(2).mean().sqrt().item()
+    spread_loop = (layer(u) - clean).pow(2).mean().sqrt().item()
+    assert spread_loop > 0 and spread_kernel == pytest.approx(spread_loop, rel=0.1)
+
+
+@pytest.mark.skipif(ON != "cuda", reason="needs a GPU")
+def test_layer_uses_the_kernel_on_the_gpu_in_single_precision():
+    layer = chip_layer(read_noise=0.0, dac=None, adc=None).float()
+    u = torch.randn(2 * 40, 4, 50)
+    expected = layer(u)
+    got = layer.cuda()(u.cuda()).cpu()
+    assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
