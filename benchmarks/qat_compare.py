@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
     parser.add_argument("--pretrain-epochs", type=int, default=6)
     parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--qat-lr", type=float, help="override qat.lr")
     parser.add_argument("--target", default="paper", choices=["paper", "deploy"])
     parser.add_argument("--bits", action="append", required=True, help="e.g. all=4,A=1,C=1 (repeatable)")
     parser.add_argument("--keep", type=Path, help="folder for the best checkpoints")
@@ -52,7 +53,8 @@ def main() -> None:
         print("float", json.dumps(float_metrics), flush=True)
         for setting in args.bits:
             bits = parse_bits(setting.split(","))
-            qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs, "target": args.target})
+            qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs, "target": args.target,
+                                                "lr": args.qat_lr or config.qat.lr})
             start = time.perf_counter()
             _, metrics = compare(float_module, config, tmp / "prepared", tmp / f"qat-{setting}", qat)
             metrics["seconds"] = time.perf_counter() - start
