@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import yaml
@@ -13,14 +13,22 @@ import yaml
 from pipeline.config import Config, parse
 
 
-def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] = None) -> Config:
-    """The preset's params with `pretrain.epochs` set, tracking off, and optionally another data source."""
+def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] = None,
+                overrides: Sequence[str] = ()) -> Config:
+    """The preset's params with `pretrain.epochs` set, tracking off, optionally another data source, and
+    `section.key=value` overrides (the value read as YAML)."""
     preset = Path(preset)
     raw = yaml.safe_load(preset.read_text())
     raw["pretrain"]["epochs"] = pretrain_epochs
     raw["tracking"] = {"enabled": False}
     if source:
         raw["data"]["source"] = str(Path(source).resolve())
+    for override in overrides:
+        key, _, value = override.partition("=")
+        section, _, name = key.partition(".")
+        if not (section in raw and name and value):
+            raise SystemExit(f"override {override!r}: expected section.key=value with a section of {sorted(raw)}")
+        raw[section][name] = yaml.safe_load(value)
     torch.set_float32_matmul_precision("high")
     return parse(raw, origin=str(preset), base=preset.resolve().parent)
 

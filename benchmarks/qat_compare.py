@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="presets/smnist.yaml")
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
+    parser.add_argument("--set", action="append", default=[], help="section.key=value, e.g. data.segments=14")
     parser.add_argument("--pretrain-epochs", type=int, default=6)
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--qat-lr", type=float, help="override qat.lr")
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("qat_compare.json"))
     args = parser.parse_args()
 
-    config = load_preset(args.preset, args.pretrain_epochs, args.source)
+    config = load_preset(args.preset, args.pretrain_epochs, args.source, args.set)
     results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -65,19 +65,22 @@ class _Probe(nn.Module):
         self.slots = slot_form(tiles.weights[None, None])
         self.u_max, self.state_max, self.y_max = torch.zeros(H), torch.zeros(H, T), torch.zeros(H, T)
 
-    def step(self, x, u_t, u_prev):
-        H, T, R, K = self.shape
-        w = {name: value.to(x) for name, value in self.slots.items()}
-        x, y = tile_step(x, u_t, u_prev, w, w, None, x.new_ones(H, T, R), x.new_ones(H, T, K), None, None)
-        self.u_max = torch.maximum(self.u_max, u_t.abs().amax(dim=(0, 1)).cpu())
-        self.state_max = torch.maximum(self.state_max, x.abs().amax(dim=(0, 1, 4, 5)).cpu())
-        self.y_max = torch.maximum(self.y_max, y.abs().amax(dim=(0, 1)).cpu())
-        return x, y
-
     def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
         H, T, R, K = self.shape
         u = u.unsqueeze(0)
-        return run_steps(u, u.new_zeros(*u.shape[:3], T, (K - 1) // 2, 2), self.step).squeeze(0)
+        w = {name: value.to(u) for name, value in self.slots.items()}
+        rows, cols = u.new_ones(H, T, R), u.new_ones(H, T, K)
+        maxima = [self.u_max.to(u), self.state_max.to(u), self.y_max.to(u)]  # on u's device: no sync per step
+
+        def step(x, u_t, u_prev):
+            x, y = tile_step(x, u_t, u_prev, w, w, None, rows, cols, None, None)
+            for i, (signal, dims) in enumerate(((u_t, (0, 1)), (x, (0, 1, 4, 5)), (y, (0, 1)))):
+                maxima[i] = torch.maximum(maxima[i], signal.abs().amax(dim=dims))
+            return x, y
+
+        y = run_steps(u, u.new_zeros(*u.shape[:3], T, (K - 1) // 2, 2), step)
+        self.u_max, self.state_max, self.y_max = (m.cpu() for m in maxima)
+        return y.squeeze(0)
 
     def scales(self, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(row full scale (H, T, R), column full scale (H, T, K)); 1 where a signal was always 0."""

@@ -68,12 +68,13 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
 
 
 @triton.jit
-def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, draws,
           SF: tl.constexpr, TF: tl.constexpr, MP: tl.constexpr, BB: tl.constexpr,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
     """u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B) per tile, its first step
     y_{−1}; slot fields (C, H, T, MP, SF); tile fields (C, H, T, TF). Grid (C·H·T, ⌈B/BB⌉). Two steps per
-    iteration, so that one Philox draw gives both steps' normals."""
+    iteration, so that one Philox draw gives both steps' normals; `draws` = C·H·T·B·(MP + 1) Philox counters per
+    iteration (slots, then y columns)."""
     tile = tl.program_id(0)  # (chip·H + channel)·T + tile
     ch, t = tile // T, tile % T
     b = tl.program_id(1) * BB + tl.arange(0, BB)
@@ -101,14 +102,14 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
     draw = (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :]
-    draw_y = tile.to(tl.int64) * B + b + C * H * T * B * MP
+    draw_y = tile.to(tl.int64) * B + b + (draws - C * H * T * B)  # after the slots' counters
     for _ in range(0, steps, 2):
         n_re, n_im, n_re_next, n_im_next, n_y, n_y_next = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         if NOISE:  # the streams of slots and of y columns start apart by a whole step of slots
             n_re, n_im, n_re_next, n_im_next = tl.randn4x(seed, draw)
             n_y, n_y_next, _, _ = tl.randn4x(seed, draw_y)
-            draw += C * H * T * B * (MP + 1)
-            draw_y += C * H * T * B * (MP + 1)
+            draw += draws
+            draw_y += draws
         u_t = tl.load(u_at, mask=live, other=0.0)
         x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
                               w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
@@ -178,10 +179,10 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
     inputs = u.new_zeros(steps, H, C, B)
     inputs[:L] = u.permute(3, 2, 0, 1)
-    T = slots.shape[2]
+    T, MP = slots.shape[2:4]
     outputs = u.new_empty(steps, T, H, C, B)
     seed = int(torch.randint(2 ** 31 - 1, ()))
     _scan[(C * H * T, triton.cdiv(B, block))](
-        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, SF=SLOT_FIELDS, TF=TILE_FIELDS, MP=slots.shape[3],
-        BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
+        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, C * H * T * B * (MP + 1), SF=SLOT_FIELDS,
+        TF=TILE_FIELDS, MP=MP, BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally
