@@ -64,7 +64,8 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
                                                   + v_im * v_im * var_im_im)
         var_y = tl.sum(v_re * v_re * var_y_re + v_im * v_im * var_y_im, axis=1) + v_prev * v_prev * var_skip
         out_y += n_y.to(out_y.dtype) * tl.sqrt(var_y)
-    return _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC), _convert(out_y, adc_y, step_y, ADC)
+    x_re, x_im = _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC)
+    return x_re, x_im, _convert(out_y, adc_y, step_y, ADC)
 
 
 @triton.jit
@@ -102,10 +103,10 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, draws,
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
     draw = (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :]
-    draw_y = tile.to(tl.int64) * B + b + (draws - C * H * T * B)  # after the slots' counters
+    draw_y = tile.to(tl.int64) * B + b + (draws - C * H * T * B)
     for _ in range(0, steps, 2):
         n_re, n_im, n_re_next, n_im_next, n_y, n_y_next = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        if NOISE:  # the streams of slots and of y columns start apart by a whole step of slots
+        if NOISE:  # each iteration owns `draws` counters: the slots', then the y columns'
             n_re, n_im, n_re_next, n_im_next = tl.randn4x(seed, draw)
             n_y, n_y_next, _, _ = tl.randn4x(seed, draw_y)
             draw += draws
@@ -184,5 +185,6 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     seed = int(torch.randint(2 ** 31 - 1, ()))
     _scan[(C * H * T, triton.cdiv(B, block))](
         inputs, outputs, slots, tiles, seed, steps, B, C, H, T, C * H * T * B * (MP + 1), SF=SLOT_FIELDS,
-        TF=TILE_FIELDS, MP=MP, BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
+        TF=TILE_FIELDS, MP=MP, BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None,
+        num_warps=warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally
