@@ -1,7 +1,8 @@
-"""Shared by the benchmark scripts: a preset with overrides, tracking off, the device's name, and keeping a run's
-best checkpoint between GPU calls."""
+"""Shared by the benchmark scripts: a preset with overrides, tracking off, the device, results written as they
+come, and keeping a run's best checkpoint between GPU calls."""
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 from pathlib import Path
@@ -33,8 +34,26 @@ def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] 
     return parse(raw, origin=str(preset), base=preset.resolve().parent)
 
 
+def accelerator() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+
+
+class Report(dict):
+    """A run's results, printed and written to `out` as each one comes, so a cut-off run keeps what it finished;
+    it starts with `header`, the device and torch's version."""
+
+    def __init__(self, out: Path, **header):
+        super().__init__(**header, device=device_name(), torch=torch.__version__)
+        self.out = out
+
+    def __call__(self, key: str, value) -> None:
+        self[key] = value
+        print(key, json.dumps(value), flush=True)
+        self.out.write_text(json.dumps(self, indent=2, default=str))
 
 
 def keep_checkpoint(run: Path, folder: Optional[Path], name: str) -> None:

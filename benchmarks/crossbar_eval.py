@@ -14,8 +14,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from bench_config import device_name, keep_checkpoint, load_preset
+from bench_config import Report, accelerator, keep_checkpoint, load_preset
 from simulator_speed import sequences_per_s
 
 from pipeline import data
@@ -67,16 +66,11 @@ def main() -> None:
     if args.converter_bits:
         overrides |= {"dac_bits": args.converter_bits, "adc_bits": args.converter_bits}
     settings = config.evaluate.model_copy(update=overrides)
-    on = "cuda" if torch.cuda.is_available() else "cpu"
+    on = accelerator()
     work, prepared, keep = args.workdir, args.workdir / "prepared", args.keep or args.workdir
     if not (prepared / "meta.json").is_file():
         data.prepare(config, prepared)
-    results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "args": vars(args)}
-
-    def report(key, value):
-        results[key] = value
-        print(key, json.dumps(value), flush=True)
-        args.out.write_text(json.dumps(results, indent=2, default=str))
+    report = Report(args.out, preset=args.preset, args=vars(args))
 
     float_module, m = cached(keep, work, "pretrain", lambda w: fit_classifier(config, prepared, w))
     report("pretrain", m)

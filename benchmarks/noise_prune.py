@@ -12,13 +12,11 @@ Needs neither MLflow nor DVC.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from bench_config import device_name, load_preset
+from bench_config import Report, accelerator, load_preset
 
 from pipeline import data
 from pipeline.analog.robustness import finetune, robustness
@@ -28,8 +26,7 @@ from pipeline.prune.search import prune
 from pipeline.training import ClassifierModule
 
 
-def structured_fraction(module: ClassifierModule, x_val, y_val, tolerance: float) -> dict:
-    on = "cuda" if torch.cuda.is_available() else "cpu"
+def structured_fraction(module: ClassifierModule, x_val, y_val, tolerance: float, on: str) -> dict:
     copy = pruned_copy(module).to(on)
     search = prune(copy.model, x_val, y_val, copy.eval_mode, tolerance, ("structured",))
     total = sum(m.mode.keep.numel() for m in search["layers"])
@@ -52,14 +49,9 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_preset(args.preset, 1, args.source)
-    on = "cuda" if torch.cuda.is_available() else "cpu"
+    on = accelerator()
     sigmas = [float(s) for s in args.sigmas.split(",")]
-    results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "args": vars(args)}
-
-    def report(key, value):
-        results[key] = value
-        print(key, json.dumps(value), flush=True)
-        args.out.write_text(json.dumps(results, indent=2, default=str))
+    report = Report(args.out, preset=args.preset, args=vars(args))
 
     models = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
               for name, path in (("float", args.float), ("qat", args.qat))}
@@ -75,7 +67,7 @@ def main() -> None:
         for name, module in models.items():
             report(f"noise/{name}", robustness(module.to(on), x, y, sigmas, args.draws, config.seed))
         for name in ("float", "qat"):
-            report(f"prune/{name}", structured_fraction(models[name], x_val, y_val, args.tolerance))
+            report(f"prune/{name}", structured_fraction(models[name], x_val, y_val, args.tolerance, on))
 
 
 if __name__ == "__main__":

@@ -41,9 +41,10 @@ def convert(x: torch.Tensor, bits: Optional[int], full_scale: torch.Tensor | flo
     return torch.clamp(torch.round(x / step), -2 ** (bits - 1), 2 ** (bits - 1)) * step
 
 
-def run_steps(u: torch.Tensor, x: torch.Tensor, step) -> torch.Tensor:
-    """The step loop: u (C, B, H, L), x the initial state, step(x, u_t, u_{t−1}) → (next state, y_{t−1} per tile
-    (C, B, H, T)); returns y (C, B, H, L), summed over each channel's tiles."""
+def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
+    """The step loop from a zero state (C, B, H, tiles, slots, 2): u (C, B, H, L), step(x, u_t, u_{t−1}) → (next
+    state, y_{t−1} per tile (C, B, H, T)); returns y (C, B, H, L), summed over each channel's tiles."""
+    x = u.new_zeros(*u.shape[:3], tiles, slots, 2)
     u_prev, outputs = torch.zeros_like(u[..., 0]), []
     for t in range(u.shape[-1] + 1):  # one extra step flushes the last output
         u_t = u[..., t] if t < u.shape[-1] else torch.zeros_like(u_prev)
@@ -78,7 +79,7 @@ class _Probe(nn.Module):
                 maxima[i] = torch.maximum(maxima[i], signal.abs().amax(dim=dims))
             return x, y
 
-        y = run_steps(u, u.new_zeros(*u.shape[:3], T, (K - 1) // 2, 2), step)
+        y = run_steps(u, T, (K - 1) // 2, step)
         self.u_max, self.state_max, self.y_max = (m.cpu() for m in maxima)
         return y.squeeze(0)
 
@@ -255,7 +256,7 @@ class CrossbarSSM(nn.Module):
             from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
             y = scan(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits)
         else:
-            y = run_steps(u, u.new_zeros(*u.shape[:3], T, m, 2), functools.partial(
+            y = run_steps(u, T, m, functools.partial(
                 tile_step, w=w, cells=cells, read_std=read_std, rows=self.row_scale, cols=self.col_scale,
                 dac_bits=self.dac_bits, adc_bits=self.adc_bits))
         return y.reshape(-1, *y.shape[2:])
