@@ -248,17 +248,29 @@ def traced(ink: np.ndarray, start: tuple[int, int]) -> np.ndarray:
 def test_pathfinder_labels_follow_the_drawn_contour_and_are_balanced():
     from pipeline.data.pathfinder import generate
 
+    for segments in (9, 14):  # 14 segments and 2 distractors: the crowded setting, grown with backtracking
+        images, labels, dots = generate(120, segments=segments, distractors=2, seed=5)
+        assert images.shape == (120, 32, 32) and set(np.unique(images)) == {0.0, 1.0}
+        assert labels.sum() == 60  # exactly balanced
+        for image, label, (a, b) in zip(images, labels, dots):
+            assert image[tuple(a)] == 1 and image[tuple(b)] == 1
+            assert traced(image > 0, tuple(a))[tuple(b)] == bool(label)
     images, labels, dots = generate(120, segments=9, distractors=2, seed=5)
-    assert images.shape == (120, 32, 32) and set(np.unique(images)) == {0.0, 1.0}
-    assert labels.sum() == 60  # exactly balanced
-    for image, label, (a, b) in zip(images, labels, dots):
-        assert image[tuple(a)] == 1 and image[tuple(b)] == 1
-        assert traced(image > 0, tuple(a))[tuple(b)] == bool(label)
     again = generate(120, segments=9, distractors=2, seed=5)
     assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
     assert not np.array_equal(generate(120, segments=9, distractors=2, seed=6)[0], images)
     longer = generate(40, segments=14, distractors=1, seed=5)[0]
     assert longer.sum() > generate(40, segments=9, distractors=1, seed=5)[0].sum()  # more ink per contour
+
+
+def test_pathfinder_dot_distance_does_not_give_the_label_away():
+    from pipeline.data.pathfinder import generate
+
+    _, labels, dots = generate(2000, segments=14, distractors=2, seed=1)
+    distance = np.linalg.norm(dots[:, 0] - dots[:, 1], axis=1)
+    best = max(max(((distance > t) == labels).mean(), ((distance <= t) == labels).mean())
+               for t in np.unique(distance))
+    assert best < 0.6  # the best threshold on the dots' distance alone (chance: 0.5)
 
 
 def test_pathfinder_prepares_sequences_and_refuses_an_impossible_setting(tmp_path):

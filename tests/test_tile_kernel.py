@@ -4,6 +4,8 @@ import copy
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from pipeline.analog import tile_kernel
 from pipeline.analog.devices import PRESETS
@@ -63,3 +65,33 @@ def test_layer_uses_the_kernel_on_the_gpu_in_single_precision():
     expected = layer(u)
     got = layer.cuda()(u.cuda()).cpu()
     assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
+
+
+@triton.jit
+def _draw(out_ptr, seed, STREAMS: tl.constexpr, STEPS: tl.constexpr):
+    """out (STEPS, 2, STREAMS): the kernel's read-noise normals, one stream per column."""
+    stream = tl.arange(0, STREAMS).to(tl.int64)
+    x, y, z, w, v, d = tile_kernel._seeded(seed, stream)
+    for step in range(STEPS):
+        x, y, z, w, v, d, first, second = tile_kernel._normals(x, y, z, w, v, d)
+        tl.store(out_ptr + (2 * step) * STREAMS + stream, first)
+        tl.store(out_ptr + (2 * step + 1) * STREAMS + stream, second)
+
+
+def test_read_noise_streams_are_standard_normal_and_independent():
+    streams, steps = 1024, 32
+    out = torch.empty(steps, 2, streams, device=ON)
+    _draw[(1,)](out, 7, STREAMS=streams, STEPS=steps)
+    n = out.double().cpu()
+    flat = n.flatten()
+    assert abs(flat.mean()) < 4 / len(flat) ** 0.5 and flat.std() == pytest.approx(1, abs=0.01)
+    assert (flat ** 3).mean().abs() < 0.05 and (flat ** 4).mean() == pytest.approx(3, abs=0.1)  # skew, kurtosis
+    assert (flat.abs() > 3).double().mean() == pytest.approx(2.7e-3, rel=0.25)  # the tails of a normal
+    series = n.reshape(2 * steps, streams)  # a stream's draws in order
+    assert (series[1:] * series[:-1]).mean().abs() < 0.01  # no serial correlation
+    assert (series[:, 1:] * series[:, :-1]).mean().abs() < 0.01  # neighbouring streams independent
+    again = torch.empty_like(out)
+    _draw[(1,)](again, 7, STREAMS=streams, STEPS=steps)
+    assert torch.equal(again, out)
+    _draw[(1,)](again, 8, STREAMS=streams, STEPS=steps)
+    assert not torch.equal(again, out)

@@ -6,8 +6,10 @@ each step reads u_t from global memory and writes the tile's y_{t−1}; the tile
 The arithmetic is `tile_step`'s: DAC, the three weights into each state column and the two into y, read noise
 std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round), with converters that multiply by
 precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
-converter's rounding boundary). Read noise comes from Philox (`tl.randn4x`, 10 rounds), so it has the eager loop's
-distribution, not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+converter's rounding boundary). Read noise: each column's normals come from its own XORWOW stream (Marsaglia,
+"Xorshift RNGs", J. Stat. Softw. 2003; cuRAND's default generator), seeded by Philox and kept in registers, through
+Box–Muller on 24-bit uniforms; it has the eager loop's distribution, not its draws. Runs under the Triton
+interpreter on CPUs (TRITON_INTERPRET=1), for tests.
 """
 from __future__ import annotations
 
@@ -43,6 +45,38 @@ def _convert(x, gain, step, LEVELS: tl.constexpr):
 
 
 @triton.jit
+def _xorwow(x, y, z, w, v, d):
+    """One XORWOW output (uint32): the xorshift of five words plus a Weyl sequence of step 362437."""
+    t = x ^ (x >> 2)
+    v_new = (v ^ (v << 4)) ^ (t ^ (t << 1))
+    d += 362437
+    return y, z, w, v, v_new, d, v_new + d
+
+
+@triton.jit
+def _uniform(k):
+    """(0, 1) from the top 24 bits of k: (k·2^−8 + 1/2)·2^−24."""
+    return ((k >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08
+
+
+@triton.jit
+def _normals(x, y, z, w, v, d):
+    """Two standard normals from two XORWOW outputs (Box–Muller); returns the new state and the pair."""
+    x, y, z, w, v, d, k1 = _xorwow(x, y, z, w, v, d)
+    x, y, z, w, v, d, k2 = _xorwow(x, y, z, w, v, d)
+    r, angle = tl.sqrt(-2.0 * tl.log(_uniform(k1))), 6.283185307179586 * _uniform(k2)
+    return x, y, z, w, v, d, r * tl.cos(angle), r * tl.sin(angle)
+
+
+@triton.jit
+def _seeded(seed, stream):
+    """An XORWOW state per element of `stream` (distinct int64 ids), from Philox: (x, y, z, w, v, d)."""
+    x, y, z, w = tl.randint4x(seed, 2 * stream)
+    v, d, _, _ = tl.randint4x(seed, 2 * stream + 1)
+    return x, y, z, w, v, d
+
+
+@triton.jit
 def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
           w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
           var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip,
@@ -69,13 +103,13 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
 
 
 @triton.jit
-def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, draws,
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
           SF: tl.constexpr, TF: tl.constexpr, MP: tl.constexpr, BB: tl.constexpr,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
     """u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B) per tile, its first step
     y_{−1}; slot fields (C, H, T, MP, SF); tile fields (C, H, T, TF). Grid (C·H·T, ⌈B/BB⌉). Two steps per
-    iteration, so that one Philox draw gives both steps' normals; `draws` = C·H·T·B·(MP + 1) Philox counters per
-    iteration (slots, then y columns)."""
+    iteration, so that one Box–Muller pair serves both steps' y columns. Every state column (slots, then y) of
+    every sequence has its own noise stream."""
     tile = tl.program_id(0)  # (chip·H + channel)·T + tile
     ch, t = tile // T, tile % T
     b = tl.program_id(1) * BB + tl.arange(0, BB)
@@ -102,15 +136,15 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, draws,
     u_prev = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
-    draw = (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :]
-    draw_y = tile.to(tl.int64) * B + b + (draws - C * H * T * B)
+    if NOISE:
+        sx, sy, sz, sw, sv, sd = _seeded(seed, (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :])
+        yx, yy, yz, yw, yv, yd = _seeded(seed, tile.to(tl.int64) * B + b + C * H * T * B * MP)
     for _ in range(0, steps, 2):
         n_re, n_im, n_re_next, n_im_next, n_y, n_y_next = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        if NOISE:  # each iteration owns `draws` counters: the slots', then the y columns'
-            n_re, n_im, n_re_next, n_im_next = tl.randn4x(seed, draw)
-            n_y, n_y_next, _, _ = tl.randn4x(seed, draw_y)
-            draw += draws
-            draw_y += draws
+        if NOISE:
+            sx, sy, sz, sw, sv, sd, n_re, n_im = _normals(sx, sy, sz, sw, sv, sd)
+            sx, sy, sz, sw, sv, sd, n_re_next, n_im_next = _normals(sx, sy, sz, sw, sv, sd)
+            yx, yy, yz, yw, yv, yd, n_y, n_y_next = _normals(yx, yy, yz, yw, yv, yd)
         u_t = tl.load(u_at, mask=live, other=0.0)
         x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
                               w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
@@ -173,7 +207,7 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
          read_std: Optional[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int],
          adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
-    the Philox seed is drawn from torch's default generator. `block` sequences per program and `warps` per program:
+    the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps` per program:
     the fastest on an H100 for the sMNIST model (benchmarks/simulator_speed.py)."""
     C, B, H, L = u.shape
     slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
@@ -184,7 +218,7 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     outputs = u.new_empty(steps, T, H, C, B)
     seed = int(torch.randint(2 ** 31 - 1, ()))
     _scan[(C * H * T, triton.cdiv(B, block))](
-        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, C * H * T * B * (MP + 1), SF=SLOT_FIELDS,
+        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, SF=SLOT_FIELDS,
         TF=TILE_FIELDS, MP=MP, BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None,
         num_warps=warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally

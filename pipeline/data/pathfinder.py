@@ -1,18 +1,19 @@
 """Pathfinder (Linsley et al., NeurIPS 2018; the Long Range Arena task of Tay et al., ICLR 2021), our own
 generator: 32×32 grayscale images, read row by row as 1024 steps.
 
-Every image holds 2 + `distractors` contours of `segments` dashed segments each. A contour is a random walk:
-each segment is `SEGMENT` px long and turns by at most `MAX_TURN` from the previous one; it is reflected at the
-image margin. Each segment draws its first `DASH` part, so contours are dashed. Two dots (3×3 squares) mark
-either both ends of contour 0 (label 1, "same") or the starts of contours 0 and 1 (label 0, "different");
-either way every image has the same number of contours and dots, and contour 1 starts as far from contour 0's
-start as a contour's end does, so the distance between the dots does not give the label away. The ink of two contours (dots included)
-stays `SEPARATION` px apart (Chebyshev), more than any gap within a contour, so following ink across gaps of
-≤ 2 px traces exactly one contour; a contour that would come closer is drawn again. Vectorised over images.
+Every image holds 2 + `distractors` contours of `segments` dashed segments each. A contour is a random walk grown
+one segment at a time: each segment is `SEGMENT` px long and turns by at most `MAX_TURN` from the previous one (the
+first points anywhere), is reflected at the image margin, and draws its first `DASH` part (a segment that crossed
+the margin: the chord between its reflected ends), so contours are dashed. The ink of two contours (dots included)
+stays `SEPARATION` px apart (Chebyshev), more than any gap within a contour, so following ink across gaps of ≤ 2 px
+traces exactly one contour. A segment's turn is drawn uniformly among those that keep it clear of the contours
+already placed (rejection among `CANDIDATES` draws); a walk with no such turn undoes its last `BACKTRACK` segments
+and grows on, and one that does not finish is grown again from a new start. Two dots (3×3 squares) mark either both
+ends of contour 0 (label 1, "same") or the starts of contours 0 and 1 (label 0, "different"); either way every image
+has the same number of contours and dots, and contour 1 starts where another walk from contour 0's start, grown like
+contour 0, ends, so the distance between the dots does not give the label away. Vectorised over images.
 """
 from __future__ import annotations
-
-from typing import Optional
 
 import numpy as np
 
@@ -22,8 +23,13 @@ from pipeline.data.common import DataError, Prepared, as_sequences
 SIZE, MARGIN = 32, 2.0
 SEGMENT, DASH, MAX_TURN = 2.0, 0.8, np.pi / 5
 SEPARATION = 3  # px (Chebyshev) between the ink of two contours; a gap within a contour is at most 2
-TRIES, RESTARTS = 20, 100
+CANDIDATES = 8  # turns drawn per segment; the first allowed one is taken
+BACKTRACK, PATIENCE = 3, 4  # segments undone when a walk has no allowed turn; steps per segment at most
+TRIES = 8  # starts tried per contour before its image is drawn again
+RESTARTS, COPIES = 10, 8  # rounds of drawing failed images again, candidates per failed image and round
 SAMPLES = 5  # points drawn per dash
+DASHES = np.linspace(0, DASH, SAMPLES)[:, None]
+DOT = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1]), axis=-1).reshape(9, 2)  # a dot's pixels around its centre
 
 
 def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -32,38 +38,83 @@ def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(y > width, 2 * width - y, y)
 
 
-def _walks(rng: np.random.Generator, n: int, segments: int, anchor: Optional[np.ndarray] = None) -> np.ndarray:
-    """(n, segments + 1, 2) vertices (x, y) of random walks inside the margin, from uniform starts or, given
-    `anchor` (n×2), from the anchor moved by the end-to-end step of another such walk: the distance from the
-    anchor is then distributed like that between a walk's two ends."""
-    if anchor is None:
-        start = rng.uniform(MARGIN, SIZE - 1 - MARGIN, (n, 1, 2))
-    else:
-        phantom = _walks(rng, n, segments)
-        start = _reflect(anchor + phantom[:, -1] - phantom[:, 0], MARGIN, SIZE - 1 - MARGIN)[:, None]
-    angles = rng.uniform(0, 2 * np.pi, (n, 1)) + np.cumsum(rng.uniform(-MAX_TURN, MAX_TURN, (n, segments)), -1)
-    steps = SEGMENT * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-    vertices = np.concatenate([start, start + np.cumsum(steps, axis=1)], axis=1)
-    return _reflect(vertices, MARGIN, SIZE - 1 - MARGIN)
+def _hits(mask: np.ndarray, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Whether any of `points` (m, ..., 2) as (x, y) pixels falls on mask[images] (mask n×32×32, images m);
+    reduced to (m, ...)."""
+    images = images.reshape((-1,) + (1,) * (points.ndim - 2))
+    return mask[images, points[..., 1], points[..., 0]].any(-1)
 
 
-def _ink(vertices: np.ndarray, start_dot: np.ndarray, end_dot: np.ndarray) -> np.ndarray:
-    """(n, 32, 32) bool: the dashes of each walk (SAMPLES points along the first DASH part of each segment; a
-    segment that crossed the margin is drawn as the chord between its reflected ends), and 3×3 dots on its
-    start and end where asked."""
-    n = len(vertices)
-    t = np.linspace(0, DASH, SAMPLES)[:, None]
-    a, b = vertices[:, :-1, None], vertices[:, 1:, None]
-    pixels = np.rint(a + t * (b - a)).astype(np.int64).reshape(n, -1, 2)
+def _dot(centre: np.ndarray) -> np.ndarray:
+    """(n, 9, 2) pixels of 3×3 dots on centres (n, 2)."""
+    return np.rint(centre).astype(np.int64)[:, None] + DOT
+
+
+def _dashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., SAMPLES, 2) pixels of the dashes from vertices a to b (..., 2): SAMPLES points on the first DASH
+    part of each segment."""
+    return np.rint(a[..., None, :] + DASHES * (b - a)[..., None, :]).astype(np.int64)
+
+
+def _turn(rng: np.random.Generator, near: np.ndarray, images: np.ndarray, a: np.ndarray, heading: np.ndarray,
+          spread: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(b, heading at b, found) for walks at vertices a (m×2) of near[images]: the first of `count` turns drawn
+    uniformly in heading ± spread whose dash avoids `near`; b is reflected at the margin, and so is the heading."""
+    turns = heading[:, None] + rng.uniform(-1, 1, (len(a), count)) * spread[:, None]
+    ahead = a[:, None] + SEGMENT * np.stack([np.cos(turns), np.sin(turns)], axis=-1)  # (m, count, 2)
+    b = _reflect(ahead, MARGIN, SIZE - 1 - MARGIN)
+    allowed = ~_hits(near, images, _dashes(a[:, None], b))
+    rows, choice = np.arange(len(a)), allowed.argmax(1)
+    ahead, b, turn = ahead[rows, choice], b[rows, choice], turns[rows, choice]
+    bounce = np.where(ahead == b, 1.0, -1.0)  # a reflected axis turns back
+    return b, np.arctan2(bounce[:, 1] * np.sin(turn), bounce[:, 0] * np.cos(turn)), allowed.any(1)
+
+
+def _contour(rng: np.random.Generator, near: np.ndarray, start: np.ndarray, segments: int,
+             start_dot: np.ndarray, end_dot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices n×(segments + 1)×2, ink n×32×32, stuck n): one contour per image grown from `start` (n×2,
+    inside the margin) segment by segment, avoiding the pixels of `near`; a walk with no allowed turn goes back
+    BACKTRACK segments and grows on from there, for at most PATIENCE·segments steps. Dots where asked. A stuck
+    contour (out of steps, or a dot on `near`) is to be grown again; its vertices and ink are meaningless."""
+    n, images = len(start), np.arange(len(start))
+    vertices, heading = np.repeat(start[:, None], segments + 1, axis=1), np.zeros((n, segments + 1))
+    grown = np.zeros(n, dtype=np.int64)  # segments in place
+    live = images[~(start_dot & _hits(near, images, _dot(start)))]
+    for _ in range(PATIENCE * segments):
+        if not len(live):
+            break
+        at = grown[live]
+        a, spread = vertices[live, at], np.where(at > 0, MAX_TURN, np.pi)
+        b, turn, found = _turn(rng, near, live, a, heading[live, at], spread, 1)
+        again = np.flatnonzero(~found)  # rejection: CANDIDATES − 1 more turns for walks whose first was refused
+        b[again], turn[again], found[again] = _turn(rng, near, live[again], a[again], heading[live[again], at[again]],
+                                                    spread[again], CANDIDATES - 1)
+        step, back = live[found], live[~found]
+        vertices[step, at[found] + 1], heading[step, at[found] + 1] = b[found], turn[found]
+        grown[step] += 1
+        grown[back] = np.maximum(grown[back] - BACKTRACK, 0)
+        live = live[grown[live] < segments]
+    stuck = (grown < segments) | (end_dot & _hits(near, images, _dot(vertices[:, -1])))
     ink = np.zeros((n, SIZE, SIZE), dtype=bool)
-    ink[np.arange(n)[:, None], pixels[..., 1], pixels[..., 0]] = True
+    pixels = _dashes(vertices[:, :-1], vertices[:, 1:]).reshape(n, -1, 2)
+    ink[images[:, None], pixels[..., 1], pixels[..., 0]] = True
     for where, vertex in ((start_dot, vertices[:, 0]), (end_dot, vertices[:, -1])):
-        centre = np.rint(vertex[where]).astype(np.int64)
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                ink[np.flatnonzero(where), np.clip(centre[:, 1] + dr, 0, SIZE - 1),
-                    np.clip(centre[:, 0] + dc, 0, SIZE - 1)] = True
-    return ink
+        dot = _dot(vertex[where & ~stuck])
+        ink[images[where & ~stuck, None], dot[..., 1], dot[..., 0]] = True
+    return vertices, ink, stuck
+
+
+def _free_starts(rng: np.random.Generator, near: np.ndarray) -> np.ndarray:
+    """(n, 2) starts (x, y) uniform over the part of the margin's box that `near` (n×32×32) leaves free, by
+    rejection (TRIES draws; a start still on `near` after them gets its contour stuck)."""
+    start = rng.uniform(MARGIN, SIZE - 1 - MARGIN, (len(near), 2))
+    images = np.arange(len(near))
+    for _ in range(TRIES):
+        taken = images[_hits(near, images, np.rint(start[:, None]).astype(np.int64))]
+        if not len(taken):
+            break
+        start[taken] = rng.uniform(MARGIN, SIZE - 1 - MARGIN, (len(taken), 2))
+    return start
 
 
 def _grow(masks: np.ndarray, radius: int) -> np.ndarray:
@@ -82,49 +133,55 @@ def _grow(masks: np.ndarray, radius: int) -> np.ndarray:
 def _place(rng: np.random.Generator, same: np.ndarray, segments: int, distractors: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ink n×32×32, dot centres n×2×2 as (row, column), failed n): contours placed one after the other; one
-    that comes within SEPARATION of those already placed is drawn again, up to TRIES times (then the image
-    has failed)."""
+    that gets stuck is grown again, up to TRIES times (then the image has failed and is left)."""
     n = len(same)
     placed, near = np.zeros((n, SIZE, SIZE), dtype=bool), np.zeros((n, SIZE, SIZE), dtype=bool)
     failed = np.zeros(n, dtype=bool)
-    ends = []
+    ends = np.zeros((2 + distractors, 2, n, 2))  # (contour, start/end, image, xy)
     for k in range(2 + distractors):
         start_dot, end_dot = np.full(n, k == 0) | ((k == 1) & ~same), (k == 0) & same
-        anchor = ends[0][0] if k == 1 else None  # the second dot of a "different" image: as far as a walk's end
-        vertices = _walks(rng, n, segments, anchor)
-        ink = _ink(vertices, start_dot, end_dot)
-        redo = (ink & near).any(axis=(1, 2)) & ~failed
+        ink = np.zeros((n, SIZE, SIZE), dtype=bool)
+        todo = np.flatnonzero(~failed)
         for _ in range(TRIES):
-            if not redo.any():
+            if not len(todo):
                 break
-            vertices[redo] = _walks(rng, int(redo.sum()), segments, None if anchor is None else anchor[redo])
-            ink[redo] = _ink(vertices[redo], start_dot[redo], end_dot[redo])
-            redo[redo] = (ink[redo] & near[redo]).any(axis=(1, 2))
-        failed |= redo
+            if k == 1:  # where another walk from contour 0's start, grown like contour 0, ends
+                free = np.zeros((len(todo), SIZE, SIZE), dtype=bool)
+                start = _contour(rng, free, ends[0, 0, todo], segments, free[:, 0, 0], free[:, 0, 0])[0][:, -1]
+            else:
+                start = _free_starts(rng, near[todo])
+            vertices, drawn, stuck = _contour(rng, near[todo], start, segments, start_dot[todo], end_dot[todo])
+            done = todo[~stuck]
+            ink[done], ends[k, 0, done], ends[k, 1, done] = drawn[~stuck], vertices[~stuck, 0], vertices[~stuck, -1]
+            todo = todo[stuck]
+        failed[todo] = True
         placed |= ink
         near |= _grow(ink, SEPARATION - 1)
-        ends.append((vertices[:, 0], vertices[:, -1]))
-    second = np.where(same[:, None], ends[0][1], ends[1][0])
-    dots = np.rint(np.stack([ends[0][0], second], axis=1)[..., ::-1]).astype(np.int64)
+    second = np.where(same[:, None], ends[0, 1], ends[1, 0])
+    dots = np.rint(np.stack([ends[0, 0], second], axis=1)[..., ::-1]).astype(np.int64)
     return placed, dots, failed
 
 
 def generate(n: int, segments: int, distractors: int, seed: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images n×32×32 float32 in {0, 1}, labels n (1 = dots on one contour; half of each, shuffled), dot
-    centres n×2×2 as (row, column)). An image whose contours found no room is drawn again from scratch."""
+    centres n×2×2 as (row, column)). An image whose contours found no room is drawn again from scratch, as
+    COPIES candidates at once of which the first that found room is kept, for RESTARTS rounds."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % 2)
     images, dots = np.zeros((n, SIZE, SIZE), dtype=bool), np.zeros((n, 2, 2), dtype=np.int64)
-    todo = np.arange(n)
+    todo, copies = np.arange(n), 1
     for _ in range(RESTARTS):
-        ink, centres, failed = _place(rng, labels[todo] == 1, segments, distractors)
-        images[todo[~failed]], dots[todo[~failed]] = ink[~failed], centres[~failed]
-        todo = todo[failed]
+        owner = np.repeat(todo, copies)
+        ink, centres, failed = _place(rng, labels[owner] == 1, segments, distractors)
+        done, first = np.unique(owner[~failed], return_index=True)
+        images[done], dots[done] = ink[~failed][first], centres[~failed][first]
+        todo, copies = np.setdiff1d(todo, done), COPIES
         if not len(todo):
             return images.astype(np.float32), labels.astype(np.int64), dots
     raise DataError(f"pathfinder: no room for {2 + distractors} contours of {segments} segments in {SIZE}×{SIZE} "
-                    f"({len(todo)} images failed {RESTARTS} times); lower data.distractors or data.segments")
+                    f"({len(todo)} images failed {RESTARTS} rounds of {COPIES} attempts); lower data.distractors "
+                    "or data.segments")
 
 
 def prepare(config: Config) -> Prepared:
