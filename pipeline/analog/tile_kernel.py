@@ -8,18 +8,23 @@ std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round
 precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
 converter's rounding boundary). Read noise: each column's normals come from its own XORWOW stream (Marsaglia,
 "Xorshift RNGs", J. Stat. Softw. 2003; cuRAND's default generator), seeded by Philox and kept in registers, through
-Box–Muller on 24-bit uniforms; it has the eager loop's distribution, not its draws. Runs under the Triton
-interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+Box–Muller on 24-bit uniforms with the GPU's approximate log, sin and cos; it has the eager loop's distribution,
+not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import os
+
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from pipeline.analog.mapping import FIXED_ROWS
+
+APPROXIMATE = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # the interpreter has no libdevice
 
 SLOT_FIELDS = 22  # per slot: 8 weights, 8 noise variances, DAC gains, ADC gains and steps (re, im); see `pack`
 TILE_FIELDS = 6  # per tile: DAC gains of u_t and u_{t−1}, skip weight, its noise variance, y's ADC gain and step
@@ -61,10 +66,16 @@ def _uniform(k):
 
 @triton.jit
 def _normals(x, y, z, w, v, d):
-    """Two standard normals from two XORWOW outputs (Box–Muller); returns the new state and the pair."""
+    """Two standard normals from two XORWOW outputs (Box–Muller: √(−2 ln u₁)·(cos, sin)(2π(u₂ − ½))); returns
+    the new state and the pair. Compiled, log, sin and cos are the GPU's approximate ones (absolute error about
+    2⁻²¹ on the angle's range (−π, π), far below the noise's own scale)."""
     x, y, z, w, v, d, k1 = _xorwow(x, y, z, w, v, d)
     x, y, z, w, v, d, k2 = _xorwow(x, y, z, w, v, d)
-    r, angle = tl.sqrt(-2.0 * tl.log(_uniform(k1))), 6.283185307179586 * _uniform(k2)
+    angle = 6.283185307179586 * (_uniform(k2) - 0.5)
+    if APPROXIMATE:
+        r = tl.sqrt(-2.0 * libdevice.fast_logf(_uniform(k1)))
+        return x, y, z, w, v, d, r * libdevice.fast_cosf(angle), r * libdevice.fast_sinf(angle)
+    r = tl.sqrt(-2.0 * tl.log(_uniform(k1)))
     return x, y, z, w, v, d, r * tl.cos(angle), r * tl.sin(angle)
 
 

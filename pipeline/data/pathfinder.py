@@ -38,9 +38,11 @@ def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(y > width, 2 * width - y, y)
 
 
-def _hits(mask: np.ndarray, images: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Whether any of `points` (m, ..., 2) as (x, y) pixels falls on mask[images] (mask n×32×32, images m);
-    reduced to (m, ...)."""
+def _hits(mask: np.ndarray | None, images: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Whether any of `points` (m, ..., k, 2) as (x, y) pixels falls on mask[images] (mask n×32×32, images m);
+    reduced to (m, ...). A mask of None is empty."""
+    if mask is None:
+        return np.zeros(points.shape[:-2], dtype=bool)
     images = images.reshape((-1,) + (1,) * (points.ndim - 2))
     return mask[images, points[..., 1], points[..., 0]].any(-1)
 
@@ -56,7 +58,7 @@ def _dashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint(a[..., None, :] + DASHES * (b - a)[..., None, :]).astype(np.int64)
 
 
-def _turn(rng: np.random.Generator, near: np.ndarray, images: np.ndarray, a: np.ndarray, heading: np.ndarray,
+def _turn(rng: np.random.Generator, near: np.ndarray | None, images: np.ndarray, a: np.ndarray, heading: np.ndarray,
           spread: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(b, heading at b, found) for walks at vertices a (m×2) of near[images]: the first of `count` turns drawn
     uniformly in heading ± spread whose dash avoids `near`; b is reflected at the margin, and so is the heading."""
@@ -70,16 +72,18 @@ def _turn(rng: np.random.Generator, near: np.ndarray, images: np.ndarray, a: np.
     return b, np.arctan2(bounce[:, 1] * np.sin(turn), bounce[:, 0] * np.cos(turn)), allowed.any(1)
 
 
-def _contour(rng: np.random.Generator, near: np.ndarray, start: np.ndarray, segments: int,
+def _contour(rng: np.random.Generator, near: np.ndarray | None, start: np.ndarray, segments: int,
              start_dot: np.ndarray, end_dot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices n×(segments + 1)×2, ink n×32×32, stuck n): one contour per image grown from `start` (n×2,
-    inside the margin) segment by segment, avoiding the pixels of `near`; a walk with no allowed turn goes back
-    BACKTRACK segments and grows on from there, for at most PATIENCE·segments steps. Dots where asked. A stuck
-    contour (out of steps, or a dot on `near`) is to be grown again; its vertices and ink are meaningless."""
+    inside the margin) segment by segment, avoiding the pixels of `near` (None: nothing to avoid); a walk with no
+    allowed turn goes back BACKTRACK segments and grows on from there, for at most PATIENCE·segments steps. Dots
+    where asked. A stuck contour (out of steps, or its start or a dot on `near`) is to be grown again; its
+    vertices and ink are meaningless."""
     n, images = len(start), np.arange(len(start))
     vertices, heading = np.repeat(start[:, None], segments + 1, axis=1), np.zeros((n, segments + 1))
     grown = np.zeros(n, dtype=np.int64)  # segments in place
-    live = images[~(start_dot & _hits(near, images, _dot(start)))]
+    on_ink = _hits(near, images, np.rint(start[:, None]).astype(np.int64))
+    live = images[~(on_ink | (start_dot & _hits(near, images, _dot(start))))]
     for _ in range(PATIENCE * segments):
         if not len(live):
             break
@@ -136,8 +140,8 @@ def _place(rng: np.random.Generator, same: np.ndarray, segments: int, distractor
     that gets stuck is grown again, up to TRIES times (then the image has failed and is left)."""
     n = len(same)
     placed, near = np.zeros((n, SIZE, SIZE), dtype=bool), np.zeros((n, SIZE, SIZE), dtype=bool)
-    failed = np.zeros(n, dtype=bool)
-    ends = np.zeros((2 + distractors, 2, n, 2))  # (contour, start/end, image, xy)
+    failed, no_dot = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    start0, end0, start1 = np.zeros((3, n, 2))  # (x, y) of contour 0's ends and contour 1's start
     for k in range(2 + distractors):
         start_dot, end_dot = np.full(n, k == 0) | ((k == 1) & ~same), (k == 0) & same
         ink = np.zeros((n, SIZE, SIZE), dtype=bool)
@@ -146,19 +150,22 @@ def _place(rng: np.random.Generator, same: np.ndarray, segments: int, distractor
             if not len(todo):
                 break
             if k == 1:  # where another walk from contour 0's start, grown like contour 0, ends
-                free = np.zeros((len(todo), SIZE, SIZE), dtype=bool)
-                start = _contour(rng, free, ends[0, 0, todo], segments, free[:, 0, 0], free[:, 0, 0])[0][:, -1]
+                start = _contour(rng, None, start0[todo], segments, no_dot[todo], no_dot[todo])[0][:, -1]
             else:
                 start = _free_starts(rng, near[todo])
             vertices, drawn, stuck = _contour(rng, near[todo], start, segments, start_dot[todo], end_dot[todo])
             done = todo[~stuck]
-            ink[done], ends[k, 0, done], ends[k, 1, done] = drawn[~stuck], vertices[~stuck, 0], vertices[~stuck, -1]
+            ink[done] = drawn[~stuck]
+            if k == 0:
+                start0[done], end0[done] = vertices[~stuck, 0], vertices[~stuck, -1]
+            elif k == 1:
+                start1[done] = vertices[~stuck, 0]
             todo = todo[stuck]
         failed[todo] = True
         placed |= ink
         near |= _grow(ink, SEPARATION - 1)
-    second = np.where(same[:, None], ends[0, 1], ends[1, 0])
-    dots = np.rint(np.stack([ends[0, 0], second], axis=1)[..., ::-1]).astype(np.int64)
+    second = np.where(same[:, None], end0, start1)
+    dots = np.rint(np.stack([start0, second], axis=1)[..., ::-1]).astype(np.int64)
     return placed, dots, failed
 
 
