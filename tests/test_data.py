@@ -273,10 +273,13 @@ def test_pathfinder_dot_distance_does_not_give_the_label_away():
     assert best < 0.6  # the best threshold on the dots' distance alone (chance: 0.5)
 
 
-def test_pathfinder_prepares_sequences_and_refuses_an_impossible_setting(tmp_path):
+def test_pathfinder_prepares_sequences_and_refuses_an_impossible_setting(tmp_path, monkeypatch):
+    from pipeline.data import pathfinder
+
     config = config_for({"name": "pathfinder", "count": 200, "val_fraction": 0.1, "test_fraction": 0.2}, tmp_path)
     prepared = data.build(config)
     assert prepared.x["train"].shape == (140, 1024, 1) and len(prepared.y["test"]) == 40
     assert prepared.classes == ["different", "same"]
+    monkeypatch.setattr(pathfinder, "RESTARTS", 2)  # the same refusal, sooner
     with pytest.raises(DataError, match="lower data.distractors or data.segments"):
         data.build(config_for({"name": "pathfinder", "count": 100, "segments": 20, "distractors": 10}, tmp_path))
