@@ -3,16 +3,16 @@ RRAM preset with 12-bit converters, read noise on, inputs of random data; and th
 for several block sizes (sequences per program).
 
     python benchmarks/simulator_speed.py --checkpoint qat.ckpt --seq-len 784 --batch 4096 --chips 1,32 \\
-        --blocks 2,4,8 --warps 1,2,4
+        --blocks 2,4,8 --warps 1,2,4 --out simulator_speed.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from pathlib import Path
 
 import torch
-from bench_config import device_name
+from bench_config import Report
 
 from pipeline.analog import simulator, tile_kernel
 from pipeline.analog.devices import PRESETS
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--chips", default="1,32")
     parser.add_argument("--blocks", default="", help="block sizes to time the first layer's kernel with")
     parser.add_argument("--warps", default="4", help="warps per program to time the first layer's kernel with")
+    parser.add_argument("--out", type=Path, default=Path("simulator_speed.json"))
     args = parser.parse_args()
 
     module = ClassifierModule.load_from_checkpoint(args.checkpoint, map_location="cuda")
@@ -59,10 +60,9 @@ def main() -> None:
     x = torch.randn(args.batch, args.seq_len, module.hparams.d_in, device="cuda")
     programs = simulator.map_model(model, [x[:256]], settings.tile_rows, settings.tile_cols, settings.range_margin,
                                    device)
-    results = {"device": device_name(), "torch": torch.__version__, "args": vars(args), "runs": [], "blocks": []}
+    report = Report(args.out, args=vars(args))
     for chips in map(int, args.chips.split(",")):
-        results["runs"].append(sequences_per_s(model, programs, device, chips, 1.0, 12, 12, x[:args.batch // chips]))
-        print(json.dumps(results["runs"][-1]), flush=True)
+        report(f"chips/{chips}", sequences_per_s(model, programs, device, chips, 1.0, 12, 12, x[:args.batch // chips]))
     layer = simulator.simulated(model, programs, device, 1, 1.0, 12, 12).blocks[0].ssm
     u = torch.randn(1, args.batch, layer.w_input.shape[2], args.seq_len, device="cuda")  # (C, B, H, L)
     for block, warps in [(int(b), int(w)) for b in args.blocks.split(",") if b for w in args.warps.split(",")]:
@@ -71,10 +71,8 @@ def main() -> None:
                              layer.col_scale, 12, 12, block=block, warps=warps)
         run()
         seconds = timed(run)
-        results["blocks"].append({"block": block, "warps": warps, "layer_seconds": seconds,
-                                  "sequences_per_s_per_layer": args.batch / seconds})
-        print(json.dumps(results["blocks"][-1]), flush=True)
-    print(json.dumps(results))
+        report(f"layer/block{block}_warps{warps}", {"layer_seconds": seconds,
+                                                      "sequences_per_s_per_layer": args.batch / seconds})
 
 
 if __name__ == "__main__":
