@@ -35,7 +35,11 @@ def test_gate_fails_on_a_planted_accuracy_drop_and_energy_rise(tmp_path, capsys)
     assert "metrics/qat.json:test/acc" in capsys.readouterr().err
     plant(root, "qat", "test/acc", lambda v: v + 0.1)  # better than the baseline: passes
     assert gate.main([], root=root) == 0
-    plant(root, "crossbar", "energy/pj_per_inference", lambda v: v * 1.05)
+    energy = next(g for g in gate.read_gates(root / gate.TOLERANCES) if g.key == "energy/pj_per_inference")
+    assert energy.relative
+    plant(root, "crossbar", "energy/pj_per_inference", lambda v: v * (1 + 0.9 * energy.tolerance))
+    assert gate.main([], root=root) == 0
+    plant(root, "crossbar", "energy/pj_per_inference", lambda v: v * (1 + 1.1 * energy.tolerance))
     assert gate.main([], root=root) == 1
 
 
