@@ -13,9 +13,8 @@ not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), f
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import os
+from typing import Optional
 
 import torch
 import triton
