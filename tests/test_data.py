@@ -248,15 +248,14 @@ def traced(ink: np.ndarray, start: tuple[int, int]) -> np.ndarray:
 def test_pathfinder_labels_follow_the_drawn_contour_and_are_balanced():
     from pipeline.data.pathfinder import generate
 
-    for segments in (9, 14):  # 14 segments and 2 distractors: the crowded setting, grown with backtracking
+    for segments in (14, 9):  # 14 segments and 2 distractors: the crowded setting, grown with backtracking
         images, labels, dots = generate(120, segments=segments, distractors=2, seed=5)
         assert images.shape == (120, 32, 32) and set(np.unique(images)) == {0.0, 1.0}
         assert labels.sum() == 60  # exactly balanced
         for image, label, (a, b) in zip(images, labels, dots):
             assert image[tuple(a)] == 1 and image[tuple(b)] == 1
             assert traced(image > 0, tuple(a))[tuple(b)] == bool(label)
-    images, labels, dots = generate(120, segments=9, distractors=2, seed=5)
-    again = generate(120, segments=9, distractors=2, seed=5)
+    again = generate(120, segments=9, distractors=2, seed=5)  # the same as the loop's last draw
     assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
     assert not np.array_equal(generate(120, segments=9, distractors=2, seed=6)[0], images)
     longer = generate(40, segments=14, distractors=1, seed=5)[0]

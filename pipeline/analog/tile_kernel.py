@@ -217,8 +217,8 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
          read_std: Optional[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int],
          adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
-    the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps` per program:
-    the fastest on an H100 for the sMNIST model (benchmarks/simulator_speed.py)."""
+    the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
+    per program: the fastest on an H100 for the sMNIST model (benchmarks/simulator_speed.py)."""
     C, B, H, L = u.shape
     slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs

@@ -47,15 +47,20 @@ def _hits(mask: np.ndarray | None, images: np.ndarray, points: np.ndarray) -> np
     return mask[images, points[..., 1], points[..., 0]].any(-1)
 
 
+def _pixels(points: np.ndarray) -> np.ndarray:
+    """The nearest pixels (integer coordinates) of points."""
+    return np.rint(points).astype(np.int64)
+
+
 def _dot(centre: np.ndarray) -> np.ndarray:
     """(n, 9, 2) pixels of 3×3 dots on centres (n, 2)."""
-    return np.rint(centre).astype(np.int64)[:, None] + DOT
+    return _pixels(centre)[:, None] + DOT
 
 
 def _dashes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(..., SAMPLES, 2) pixels of the dashes from vertices a to b (..., 2): SAMPLES points on the first DASH
     part of each segment."""
-    return np.rint(a[..., None, :] + DASHES * (b - a)[..., None, :]).astype(np.int64)
+    return _pixels(a[..., None, :] + DASHES * (b - a)[..., None, :])
 
 
 def _turn(rng: np.random.Generator, near: np.ndarray | None, images: np.ndarray, a: np.ndarray, heading: np.ndarray,
@@ -82,7 +87,7 @@ def _contour(rng: np.random.Generator, near: np.ndarray | None, start: np.ndarra
     n, images = len(start), np.arange(len(start))
     vertices, heading = np.repeat(start[:, None], segments + 1, axis=1), np.zeros((n, segments + 1))
     grown = np.zeros(n, dtype=np.int64)  # segments in place
-    on_ink = _hits(near, images, np.rint(start[:, None]).astype(np.int64))
+    on_ink = _hits(near, images, _pixels(start[:, None]))
     live = images[~(on_ink | (start_dot & _hits(near, images, _dot(start))))]
     for _ in range(PATIENCE * segments):
         if not len(live):
@@ -114,7 +119,7 @@ def _free_starts(rng: np.random.Generator, near: np.ndarray) -> np.ndarray:
     start = rng.uniform(MARGIN, SIZE - 1 - MARGIN, (len(near), 2))
     images = np.arange(len(near))
     for _ in range(TRIES):
-        taken = images[_hits(near, images, np.rint(start[:, None]).astype(np.int64))]
+        taken = images[_hits(near, images, _pixels(start[:, None]))]
         if not len(taken):
             break
         start[taken] = rng.uniform(MARGIN, SIZE - 1 - MARGIN, (len(taken), 2))
@@ -165,7 +170,7 @@ def _place(rng: np.random.Generator, same: np.ndarray, segments: int, distractor
         placed |= ink
         near |= _grow(ink, SEPARATION - 1)
     second = np.where(same[:, None], end0, start1)
-    dots = np.rint(np.stack([start0, second], axis=1)[..., ::-1]).astype(np.int64)
+    dots = _pixels(np.stack([start0, second], axis=1)[..., ::-1])
     return placed, dots, failed
 
 
