@@ -15,7 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from pipeline.cost.__main__ import parse_bits
 from pipeline.cuda_graphs import capture
-from pipeline.model import S4DClassifier, s4d
+import pipeline.model.fft_conv as fft_conv
+from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--fft", choices=["pow2", "exact"], default="pow2", help="FFT length: power of 2 or 2L")
     args = parser.parse_args()
     if args.fft == "exact":
-        s4d.fft_length = lambda length: 2 * length
+        fft_conv.fft_length = lambda length: 2 * length
 
     config = load_preset(args.preset, 1)
     batch = config.train.batch_size

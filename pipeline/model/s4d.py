@@ -15,14 +15,10 @@ import math
 import torch
 from torch import nn
 
+from pipeline.model.fft_conv import fft_conv
 from pipeline.model.taps import Taps
 
 Mode = str  # "conv" | "recurrent"
-
-
-def fft_length(length: int) -> int:
-    """The smallest power of 2 ≥ 2·length: zero padding to it makes the FFT's circular convolution linear."""
-    return 1 << (2 * length - 1).bit_length()
 
 
 def _nonzero(z: torch.Tensor) -> torch.Tensor:
@@ -92,11 +88,7 @@ class S4D(nn.Module):
         raise ValueError(f"mode = {mode!r}: allowed 'conv' or 'recurrent'")
 
     def _convolve(self, u: torch.Tensor) -> torch.Tensor:
-        length = u.shape[-1]
-        n = fft_length(length)
-        k = self.kernel(length)
-        y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
-        return y[..., :length] + self.taps("D", self.D).unsqueeze(-1) * u
+        return fft_conv(u, self.kernel(u.shape[-1]), self.taps("D", self.D))
 
     def _recur(self, u: torch.Tensor) -> torch.Tensor:
         """x_t = tap_state(Ā⊙x_{t−1} + B̄·u_t) (the state as digitised each step), y_t = 2·Re(C·x_t) + D·u_t."""

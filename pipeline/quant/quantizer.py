@@ -1,11 +1,12 @@
 """Uniform, symmetric, per-tensor fake quantization with a straight-through estimator (STE).
 
 b bits use the integer grid {−L, …, L} with L = 2^(b−1): 2^b + 1 levels, so 1 bit is ternary {−s, 0, s}.
-    q(x) = s · round(clamp(x / s, −L, L)),    s = clip / L
+    q(x) = s · clamp(round(x / s), −L, L),    s = clip / L
 The clip is the tensor's abs-max (default), a fixed value, or learned (LSQ: Esser et al., "Learned step
-size quantization", ICLR 2020, with its gradient scale 1/√(numel·L)). Backward: ∂q/∂x = 1 inside the clip and 0
-outside; a learned clip gets LSQ's gradient ∂q/∂s = round(x/s) − x/s inside, ±L outside. Complex tensors are
-quantized as their (re, im) pairs with one scale.
+size quantization", ICLR 2020, with its gradient scale 1/√(numel·L)). Backward: ∂q/∂x = 1 inside the grid
+(|x| ≤ L·s) and 0 outside; a learned clip gets LSQ's gradient ∂q/∂s = round(x/s) − x/s inside, ±L
+outside. Complex tensors are quantized as their (re, im) pairs with one scale. The forward pass is one fused kernel
+(torch's per-tensor fake quantization); with an abs-max clip nothing lies outside, so the backward is free.
 
 Signals (activations, the state) are quantized with `observe=True`: their abs-max clip is the current tensor's
 while training and an exponential moving average of it (momentum 0.1) at evaluation, so that an evaluated
@@ -20,9 +21,29 @@ from torch import nn
 SCALES = ("absmax", "fixed", "learned")
 
 
-def round_ste(v: torch.Tensor) -> torch.Tensor:
-    """round(v) forward, identity backward."""
-    return v + (torch.round(v) - v).detach()
+class _FakeQuantize(torch.autograd.Function):
+    """q = s·clamp(round(x/s), −L, L) for a step s (a 0-dim tensor) with the STE and LSQ gradients above.
+    With `bounded` (an abs-max clip: |x| ≤ L·s by construction) the STE is the identity and nothing is saved."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, step: torch.Tensor, levels: int, bounded: bool) -> torch.Tensor:
+        zero = torch.zeros((), dtype=torch.int32, device=x.device)
+        q = torch.fake_quantize_per_tensor_affine(x, step.to(x.dtype), zero, -levels, levels)
+        ctx.levels, ctx.bounded = levels, bounded
+        if not bounded:
+            ctx.save_for_backward(x, q, step)
+        return q
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        if ctx.bounded:
+            return g, None, None, None
+        x, q, step = ctx.saved_tensors
+        inside = x.abs() <= ctx.levels * step
+        grad_step = None
+        if ctx.needs_input_grad[1]:  # Σ g·(q − x·[inside])/s: round(x/s) − x/s inside, ±L outside
+            grad_step = (g * (q - x * inside)).sum().div(step).to(step.dtype)
+        return g * inside, grad_step, None, None
 
 
 def scale_grad(v: torch.Tensor, factor: float) -> torch.Tensor:
@@ -57,7 +78,7 @@ class Quantizer(nn.Module):
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == "absmax":
-            current = x.detach().abs().max()
+            current = torch.linalg.vector_norm(x.detach(), float("inf"))
             if not self.observe:
                 return current
             if self.training or self.calibrating:
@@ -80,5 +101,5 @@ class Quantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_complex():
             return torch.view_as_complex(self(torch.view_as_real(x)).contiguous())
-        step = torch.clamp(self._clip(x), min=torch.finfo(x.dtype).tiny) / self.levels
-        return step * round_ste(torch.clamp(x / step, -self.levels, self.levels))
+        step = torch.clamp(self._clip(x) / self.levels, min=torch.finfo(x.dtype).tiny)  # 1/s stays finite
+        return _FakeQuantize.apply(x, step, self.levels, self.scale == "absmax")
