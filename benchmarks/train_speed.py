@@ -1,7 +1,7 @@
 """Training speed and accuracy per epoch of a preset: float pretraining, then optionally QAT from the float model.
 
     python benchmarks/train_speed.py --preset presets/smnist.yaml --epochs 3 --qat-bits all=7 --qat-epochs 3 \\
-        --cuda-graphs on --out speed.json
+        --cuda-graphs on --compile on --out speed.json
 
 Per epoch: training samples/s and the test accuracy of the current weights. `--cuda-graphs off` trains eagerly, the
 reference for the accuracy per epoch. Needs neither MLflow nor DVC, so it runs as-is on a bare GPU machine.
@@ -61,15 +61,16 @@ def main() -> None:
     parser.add_argument("--qat-bits", help="e.g. all=7: QAT from the float model at these bits")
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--cuda-graphs", choices=["on", "off"], default="on")
+    parser.add_argument("--compile", choices=["on", "off"], default="on", help="torch.compile the captured pass")
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
     parser.add_argument("--out", type=Path, default=Path("train_speed.json"))
     args = parser.parse_args()
 
     config = load_preset(args.preset, args.epochs, args.source)
-    train = config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on"})
+    train = config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on", "compile": args.compile == "on"})
     config = config.model_copy(update={"train": train})
     result = {"preset": args.preset, "model": config.model.model_dump(), "batch_size": config.train.batch_size,
-              "cuda_graphs": args.cuda_graphs, "device": device_name(), "torch": torch.__version__}
+              "cuda_graphs": args.cuda_graphs, "compile": args.compile, "device": device_name(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()

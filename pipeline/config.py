@@ -135,6 +135,8 @@ class TrainConfig(Section):
     deterministic: bool = True
     cuda_graphs: bool = Field(True, description="replay the training forward and backward as CUDA graphs (one "
                               "GPU, 32- or 64-bit precision; ignored elsewhere)")
+    compile: bool = Field(True, description="compile the captured training pass with torch.compile before capture "
+                          "(with cuda_graphs; ignored where no graphs are captured)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -4,6 +4,8 @@ A training step of the S4D classifier launches hundreds of small kernels (FFTs, 
 reduction and a few elementwise kernels per quantizer); eagerly, the GPU waits on the launches. Replaying the
 captured graphs launches each pass at once. The capture is made for one input shape and the model's state as it is
 then (quantizers, masks, noise level, training mode): build it once the training configuration is set.
+Compiled first (`torch.compile`), the pass also fuses the elementwise work around the FFTs (BatchNorm, dropout,
+GLU, quantizers) into fewer kernels.
 """
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ class _Forward(nn.Module):
         return self.model(x, self.mode)
 
 
-def capture(model: nn.Module, mode: str, sample: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """model(·, mode) in training mode, as graphs for inputs shaped like `sample`; gradients reach the model's
-    parameters as in eager mode. Capture runs three warm-up passes on `sample`; the buffers they update (BatchNorm
+def capture(model: nn.Module, mode: str, sample: torch.Tensor,
+            compile: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """model(·, mode) in training mode, as graphs for inputs shaped like `sample` (compiled first with `compile`);
+    gradients reach the model's parameters as in eager mode. Capture runs three warm-up passes on `sample`; the buffers they update (BatchNorm
     statistics, observed quantizer clips) are restored, except a learned clip's one-time initialisation, which the
     first training step would have made from the same batch."""
     buffers = [b for name, b in model.named_buffers() if not name.endswith("initialized")]
     saved = [b.clone() for b in buffers]
-    graphed = torch.cuda.make_graphed_callables(_Forward(model, mode).train(), (sample,), allow_unused_input=True)
+    forward = _Forward(model, mode).train()
+    if compile:
+        forward = torch.compile(forward)
+    graphed = torch.cuda.make_graphed_callables(forward, (sample,), allow_unused_input=True)
     with torch.no_grad():
         for buffer, value in zip(buffers, saved):
             buffer.copy_(value)

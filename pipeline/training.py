@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.config import Config, Schedule
@@ -52,10 +53,12 @@ class ClassifierModule(L.LightningModule):
                  pruned: bool = False, noise: Optional[dict] = None):
         super().__init__()
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
+        self._compile = False
         self.save_hyperparameters()
         self.model = S4DClassifier(d_in, n_classes, **model)
         self.accuracy = torch.nn.ModuleDict(
-            {f"acc_{s}": MulticlassAccuracy(n_classes, average="micro") for s in SPLITS})
+            {f"acc_{s}": MulticlassAccuracy(n_classes, average="micro", validate_args=False) for s in SPLITS})
+        self.mean_loss = torch.nn.ModuleDict({f"loss_{s}": MeanMetric(nan_strategy="disable") for s in SPLITS})
         self.train_mode = self.eval_mode = "conv"
         if quant is not None:
             quantize(self.model, quant["bits"], quant["target"], quant["scale"], quant.get("clip"))
@@ -71,10 +74,11 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
 
-    def use_cuda_graphs(self, enabled: bool = True) -> None:
-        """Capture the training pass as CUDA graphs at the next training step, if it runs on one GPU in 32 or 64
-        bits (autocast and DDP's gradient hooks do not mix with capture); otherwise train eagerly."""
-        self._graphs, self._graphed = enabled, None
+    def use_cuda_graphs(self, enabled: bool = True, compile: bool = False) -> None:
+        """Capture the training pass (compiled first with `compile`) as CUDA graphs at the next training step, if
+        it runs on one GPU in 32 or 64 bits (autocast and DDP's gradient hooks do not mix with capture); otherwise
+        train eagerly."""
+        self._graphs, self._compile, self._graphed = enabled, compile, None
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
         usable = (self._graphs and x.is_cuda and self.trainer.world_size == 1
@@ -82,7 +86,7 @@ class ClassifierModule(L.LightningModule):
         if not usable:
             return self(x, self.train_mode)
         if self._graphed is None:
-            self._graphed = (x.shape, capture(self.model, self.train_mode, x))
+            self._graphed = (x.shape, capture(self.model, self.train_mode, x, self._compile))
         shape, graphed = self._graphed
         return graphed(x) if x.shape == shape else self(x, self.train_mode)
 
@@ -90,11 +94,17 @@ class ClassifierModule(L.LightningModule):
         x, y = batch
         logits = self._train_forward(x) if split == "train" else self(x, self.eval_mode)
         loss = F.cross_entropy(logits, y)
-        accuracy = self.accuracy[f"acc_{split}"]
-        accuracy(logits, y)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
-        self.log(f"{split}/acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y))
+        self.accuracy[f"acc_{split}"].update(logits, y)
+        self.mean_loss[f"loss_{split}"].update(loss.detach(), len(y))
         return loss
+
+    def _log_epoch(self, split: str) -> None:
+        """The epoch's mean loss and accuracy (over all processes) as `split`/loss and `split`/acc. Accumulated on
+        the device each step and logged once: a `self.log` per step costs more host time than a replayed step."""
+        for name, metric in ((f"{split}/loss", self.mean_loss[f"loss_{split}"]),
+                             (f"{split}/acc", self.accuracy[f"acc_{split}"])):
+            self.log(name, metric.compute(), on_step=False, on_epoch=True, sync_dist=True)
+            metric.reset()
 
     def _calibrate(self) -> None:
         loader = self.trainer.datamodule.calibration_dataloader()
@@ -114,6 +124,16 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:  # before validation and the epoch-end callbacks
+            self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -304,7 +324,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
         print(f"resuming from {resume} (same params and starting weights)", flush=True)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
-    module.use_cuda_graphs(config.train.cuda_graphs)
+    module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     seconds = time.perf_counter() - start

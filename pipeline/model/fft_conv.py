@@ -1,17 +1,18 @@
-"""Causal convolution y = k * u + D·u by FFT, with a hand-written backward.
+"""Causal convolution y = k * u along the last axis by FFT, with a hand-written backward.
 
-For u (B, H, L), k (H, L), D (H) and an FFT length n ≥ 2L (zero padding makes the circular convolution linear):
-    y        = irfft(U·K̂)[:L] + D·u,              U = rfft(u, n), K̂ = rfft(k, n)
-    ∂/∂u     = irfft(G·conj(K̂))[:L] + D·g,        G = rfft(g, n)   (correlation with k)
+For u (B, H, L), k (H, L) and an FFT length n ≥ 2L (zero padding makes the circular convolution linear):
+    y        = irfft(U·K̂)[:L],                    U = rfft(u, n), K̂ = rfft(k, n)
+    ∂/∂u     = irfft(G·conj(K̂))[:L],              G = rfft(g, n)   (correlation with k)
     ∂/∂k     = irfft(Σ_b G·conj(U))[:L]                            (correlation of g with u, summed over the batch)
-    ∂/∂D     = Σ_{b,l} g·u
 Autograd through rfft/irfft/slicing gives the same numbers but spends several extra passes over (B, H, n) tensors
 (zero-filled gradients of the padding and slicing, a full-length complex FFT for rfft's backward, a doubling mask
-for irfft's); this keeps the spectra of the forward pass and does three FFTs of the batch in the backward.
+for irfft's); this keeps the spectra of the forward pass and does two FFTs of the batch in the backward. Outputs
+are views of the length-n results (the first L steps), which saves a copy.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def fft_length(length: int) -> int:
@@ -19,33 +20,33 @@ def fft_length(length: int) -> int:
     return 1 << (2 * length - 1).bit_length()
 
 
+def _spectrum(x: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.fft.rfft(F.pad(x, (0, n - x.shape[-1])))
+
+
 class _FFTConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         length = u.shape[-1]
         n = fft_length(length)
-        spectrum_u, spectrum_k = torch.fft.rfft(u, n=n), torch.fft.rfft(k, n=n)
-        y = torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :length]
-        ctx.save_for_backward(u, d, spectrum_u, spectrum_k)
-        return torch.addcmul(y, d.unsqueeze(-1), u)
+        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n)
+        ctx.save_for_backward(spectrum_u, spectrum_k)
+        return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :length]
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        u, d, spectrum_u, spectrum_k = ctx.saved_tensors
+        spectrum_u, spectrum_k = ctx.saved_tensors
         length = g.shape[-1]
         n = fft_length(length)
-        spectrum_g = torch.fft.rfft(g, n=n)
-        grad_u = grad_k = grad_d = None
+        spectrum_g = _spectrum(g, n)
+        grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_u = torch.addcmul(torch.fft.irfft(spectrum_g * spectrum_k.conj(), n=n)[..., :length],
-                                   d.unsqueeze(-1), g)
+            grad_u = torch.fft.irfft(spectrum_g * spectrum_k.conj(), n=n)[..., :length]
         if ctx.needs_input_grad[1]:
             grad_k = torch.fft.irfft(torch.linalg.vecdot(spectrum_u, spectrum_g, dim=0), n=n)[..., :length]
-        if ctx.needs_input_grad[2]:
-            grad_d = (g * u).sum((0, 2))
-        return grad_u, grad_k, grad_d
+        return grad_u, grad_k
 
 
-def fft_conv(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """y = k * u + D·u (causal, along the last axis) for u (B, H, L), k (H, L), d (H)."""
-    return _FFTConv.apply(u, k, d)
+def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L)."""
+    return _FFTConv.apply(u, k)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.fft_conv import fft_conv
@@ -64,11 +65,13 @@ class S4D(nn.Module):
                 self.taps("D", self.D))
 
     def kernel(self, length: int) -> torch.Tensor:
-        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ, shape (H, L), through tap `kernel`.
+        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·aₙ}·(Re(CB̄)ₙ·cos(l·bₙ) − Im(CB̄)ₙ·sin(l·bₙ)) with log Ā = a + i·b,
+        shape (H, L), through tap `kernel`; the (H, N/2, L) expansion is in real arithmetic, which torch.compile
+        fuses into one kernel.
 
-        Āˡ = exp(l·ΔA) when Ā is the exact ZOH value; exp(l·log Ā) when a tap has changed Ā, with |Ā| capped
-        at 1: a tap (weight noise) that pushes a slow mode outside the unit circle would make Āˡ overflow over a
-        long sequence, so such a mode is taken as marginally stable instead."""
+        log Ā = ΔA when Ā is the exact ZOH value; log Ā from Ā when a tap has changed Ā, with |Ā| capped at 1: a
+        tap (weight noise) that pushes a slow mode outside the unit circle would make Āˡ overflow over a long
+        sequence, so such a mode is taken as marginally stable instead."""
         A, dt = self.continuous()
         A_bar, B_bar, C, _ = self.discrete()
         if "A_bar" in self.taps:
@@ -76,9 +79,11 @@ class S4D(nn.Module):
             log_A_bar = torch.complex(log_A_bar.real.clamp(max=0.0), log_A_bar.imag)
         else:
             log_A_bar = dt * A
+        weight = (C * B_bar).unsqueeze(-1)
         steps = torch.arange(length, device=A.device, dtype=A.real.dtype)
-        powers = torch.exp(log_A_bar.unsqueeze(-1) * steps)  # (H, N/2, L)
-        return self.taps("kernel", 2 * torch.einsum("hn,hnl->hl", C * B_bar, powers).real)
+        decay, angle = log_A_bar.real.unsqueeze(-1) * steps, log_A_bar.imag.unsqueeze(-1) * steps  # (H, N/2, L)
+        terms = torch.exp(decay) * (weight.real * torch.cos(angle) - weight.imag * torch.sin(angle))
+        return self.taps("kernel", 2 * terms.sum(1))
 
     def forward(self, u: torch.Tensor, mode: Mode = "conv") -> torch.Tensor:
         if mode == "conv":
@@ -88,7 +93,9 @@ class S4D(nn.Module):
         raise ValueError(f"mode = {mode!r}: allowed 'conv' or 'recurrent'")
 
     def _convolve(self, u: torch.Tensor) -> torch.Tensor:
-        return fft_conv(u, self.kernel(u.shape[-1]), self.taps("D", self.D))
+        """y = K' * u with K'[0] = K[0] + D: the skip D·u rides along in the convolution."""
+        k = self.kernel(u.shape[-1])
+        return fft_conv(u, k + F.pad(self.taps("D", self.D).unsqueeze(-1), (0, k.shape[-1] - 1)))
 
     def _recur(self, u: torch.Tensor) -> torch.Tensor:
         """x_t = tap_state(Ā⊙x_{t−1} + B̄·u_t) (the state as digitised each step), y_t = 2·Re(C·x_t) + D·u_t."""
