@@ -29,9 +29,9 @@ class _Forward(nn.Module):
 def capture(model: nn.Module, mode: str, sample: torch.Tensor,
             compile: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """model(·, mode) in training mode, as graphs for inputs shaped like `sample` (compiled first with `compile`);
-    gradients reach the model's parameters as in eager mode. Capture runs three warm-up passes on `sample`; the buffers they update (BatchNorm
-    statistics, observed quantizer clips) are restored, except a learned clip's one-time initialisation, which the
-    first training step would have made from the same batch."""
+    gradients reach the model's parameters as in eager mode. Capture runs three warm-up passes on `sample`; the
+    buffers they update (BatchNorm statistics, observed quantizer clips) are restored, except a learned clip's
+    one-time initialisation, which the first training step would have made from the same batch."""
     buffers = [b for name, b in model.named_buffers() if not name.endswith("initialized")]
     saved = [b.clone() for b in buffers]
     forward = _Forward(model, mode).train()

@@ -68,3 +68,35 @@ def test_signal_quantizer_fixes_its_range_at_evaluation():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Quantizer(**kwargs)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 7])
+def test_fused_quantizer_matches_the_explicit_grid_ste_and_lsq_gradients(bits):
+    """Against q = s·round(clamp(x/s, ±L)) with a clamp STE and LSQ's step gradient, written out (float64)."""
+    torch.manual_seed(bits)
+    quantizer = Quantizer(bits, "learned").double()
+    x = torch.randn(2000, dtype=torch.float64, requires_grad=True)
+    quantizer(x)  # initialises the clip at the abs-max
+    with torch.no_grad():
+        quantizer.clip.mul_(0.7)  # some entries now lie outside the clip
+    weights = torch.randn(2000, dtype=torch.float64)
+    (quantizer(x) * weights).sum().backward()
+
+    levels = 2 ** (bits - 1)
+    clip = quantizer.clip.detach().clone().requires_grad_()
+    scaled = clip * (2000 * levels) ** -0.5 + (clip - clip * (2000 * levels) ** -0.5).detach()  # LSQ grad scale
+    step = scaled / levels
+    v = torch.clamp(x / step, -levels, levels)
+    reference = step * (v + (torch.round(v) - v).detach())
+    x_grad = x.grad.clone()
+    x.grad = None
+    (reference * weights).sum().backward()
+    assert torch.allclose(quantizer(x), reference, atol=1e-6 * clip.item())  # fake quantization rounds in float32
+    assert torch.allclose(x_grad, x.grad)
+    assert quantizer.clip.grad.item() == pytest.approx(clip.grad.item(), rel=1e-4)
+
+
+def test_abs_max_quantizer_passes_the_gradient_through():
+    x = torch.randn(500, requires_grad=True)
+    (Quantizer(3)(x) * torch.arange(500.0)).sum().backward()
+    assert torch.equal(x.grad, torch.arange(500.0))

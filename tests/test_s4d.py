@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from pipeline.model import S4D, S4DClassifier
+from pipeline.model.fft_conv import fft_conv
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -82,3 +83,18 @@ def test_bad_mode_and_init_are_refused():
         S4D(4, 4, a_init="random")
     with pytest.raises(ValueError, match="mode"):
         S4D(4, 4)(torch.randn(1, 4, 5), mode="fft")
+
+
+def test_fft_conv_and_its_backward_match_a_direct_causal_convolution():
+    torch.manual_seed(5)
+    u = torch.randn(3, 4, 37, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 37, dtype=torch.float64, requires_grad=True)
+    direct = torch.stack([(k[:, :t + 1].flip(-1) * u[..., :t + 1]).sum(-1) for t in range(37)], dim=-1)
+    y = fft_conv(u, k)
+    assert relative_error(y, direct) <= 1e-12
+    g = torch.randn_like(direct)
+    expected = torch.autograd.grad(direct, (u, k), g)
+    for got, want in zip(torch.autograd.grad(y, (u, k), g), expected):
+        assert relative_error(got, want) <= 1e-12
+    small = (u[:, :2, :9].detach().requires_grad_(), k[:2, :9].detach().requires_grad_())
+    assert torch.autograd.gradcheck(fft_conv, small)
