@@ -93,10 +93,11 @@ class ClassifierModule(L.LightningModule):
     def _step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
         logits = self._train_forward(x) if split == "train" else self(x, self.eval_mode)
-        loss = F.cross_entropy(logits, y)
+        losses = F.cross_entropy(logits, y, reduction="none")
         self.accuracy[f"acc_{split}"].update(logits, y)
-        self.mean_loss[f"loss_{split}"].update(loss.detach(), len(y))
-        return loss
+        # per-sample losses, no weights: a Python number as weight would be copied to the GPU, a host sync per step
+        self.mean_loss[f"loss_{split}"].update(losses.detach())
+        return losses.mean()
 
     def _log_epoch(self, split: str) -> None:
         """The epoch's mean loss and accuracy (over all processes) as `split`/loss and `split`/acc. Accumulated on

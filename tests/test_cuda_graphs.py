@@ -1,13 +1,16 @@
 """The captured training pass against the eager one (needs a GPU; CI has none, the GPU machine runs it)."""
 import copy
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline import data
 from pipeline.cuda_graphs import capture
 from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
+from pipeline.training import fit_classifier
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
@@ -28,3 +31,26 @@ def test_replayed_graphs_give_the_eager_step_and_capture_leaves_the_buffers_alon
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name  # encoder.bias: ~0 (BatchNorm follows)
     for (name, a), b in zip(eager.named_buffers(), graphed_model.buffers()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-7), name
+
+
+class NoHostSync(L.Callback):
+    """Raises on any host–GPU synchronisation between the first and the last training step of epoch 2 (the steps
+    of a replayed, compiled pass: the host must only queue work)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if batch_idx + 1 == trainer.num_training_batches:  # the epoch's metrics are read after this
+            torch.cuda.set_sync_debug_mode("default")
+
+
+def test_training_steps_do_not_wait_for_the_gpu(tiny, tmp_path):
+    train = tiny.train.model_copy(update={"accelerator": "gpu", "deterministic": False})
+    config = tiny.model_copy(update={"train": train, "pretrain": tiny.pretrain.model_copy(update={"epochs": 2})})
+    data.prepare(config, tmp_path / "prepared")
+    try:
+        fit_classifier(config, tmp_path / "prepared", tmp_path / "run", callbacks=[NoHostSync()])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
