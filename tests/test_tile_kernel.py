@@ -16,11 +16,12 @@ from test_crossbar import model64
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def chip_layer(read_noise: float, dac=8, adc=8, chips=2) -> CrossbarSSM:
-    """Layer 0 of a small model on PCM chips a day after programming: 3 tiles of 2 modes per channel."""
+def chip_layer(read_noise: float, dac=8, adc=8, chips=2, rows=6, cols=10) -> CrossbarSSM:
+    """Layer 0 of a small model (6 modes per channel) on PCM chips a day after programming: 3 tiles of 2 modes
+    per channel on 6 × 10 tiles, a tile of 4 and one of 2 on 10 × 18 tiles."""
     model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
     device = PRESETS["pcm"].model_copy(update={"read_noise": read_noise})
-    program = map_model(model, [x], 6, 10, 1.1, device)[0]
+    program = map_model(model, [x], rows, cols, 1.1, device)[0]
     weights, read_std = Chips(program, device, chips, torch.Generator().manual_seed(0)).weights(86400.0)
     return CrossbarSSM(program, weights, read_std, dac, adc)
 
@@ -43,6 +44,23 @@ def test_kernel_steps_like_the_loop_with_device_errors_and_converters():
     slots, tiles = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), None, layer.row_scale, layer.col_scale,
                                     8, 8)
     assert slots.shape == (2, 4, 3, 2, tile_kernel.SLOT_FIELDS) and tiles.shape == (2, 4, 3, tile_kernel.TILE_FIELDS)
+
+
+@pytest.mark.parametrize("read_noise", [0.0, 0.05])
+def test_tiles_with_fewer_modes_run_narrower_and_step_like_the_loop(read_noise, monkeypatch):
+    layer = chip_layer(read_noise=read_noise, rows=10, cols=18)
+    slots, _ = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), layer.read_std, layer.row_scale,
+                                layer.col_scale, 8, 8)
+    assert slots.shape[2:4] == (2, 4) and tile_kernel.slot_widths(slots) == [4, 2]
+    u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)
+    if read_noise == 0:
+        assert torch.allclose(run_kernel(layer, u), layer(u), rtol=0, atol=1e-12)
+    else:  # the narrow tile's slots draw their noise from the same streams as if it ran 4 slots wide
+        torch.manual_seed(1)
+        narrow = run_kernel(layer, u)
+        monkeypatch.setattr(tile_kernel, "slot_widths", lambda slots: [slots.shape[3]] * slots.shape[2])
+        torch.manual_seed(1)
+        assert torch.equal(run_kernel(layer, u), narrow)
 
 
 def test_kernel_read_noise_has_the_loops_spread_and_follows_the_seed():

@@ -1,8 +1,10 @@
 """The whole tile recurrence of one layer in one GPU kernel (Triton): `simulator.tile_step` for all L + 1 steps
 with the state in registers.
 
-One program holds one tile (its m slots) of one chip's channel for a block of sequences and steps through time;
-each step reads u_t from global memory and writes the tile's y_{t−1}; the tiles of a channel are added after.
+One program holds one tile (its live slots) of one chip's channel for a block of sequences and steps through time;
+each step reads u_t from global memory and writes the tile's y_{t−1}; the tiles of a channel are added after. Each
+tile index is its own launch, as wide as its fullest tile (a power of 2): a channel of 32 modes on 64×64 tiles
+fills tiles of 15, 15 and 2 modes, which would otherwise all run 16 slots wide.
 The arithmetic is `tile_step`'s: DAC, the three weights into each state column and the two into y, read noise
 std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round), with converters that multiply by
 precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
@@ -26,6 +28,7 @@ from pipeline.analog.mapping import FIXED_ROWS
 APPROXIMATE = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # the interpreter has no libdevice
 
 SLOT_FIELDS = 22  # per slot: 8 weights, 8 noise variances, DAC gains, ADC gains and steps (re, im); see `pack`
+WEIGHT_FIELDS = 16  # the weights and noise variances: all zero in an empty slot
 TILE_FIELDS = 6  # per tile: DAC gains of u_t and u_{t−1}, skip weight, its noise variance, y's ADC gain and step
 
 
@@ -113,18 +116,19 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
 
 
 @triton.jit
-def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
-          SF: tl.constexpr, TF: tl.constexpr, MP: tl.constexpr, BB: tl.constexpr,
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
+          SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
-    """u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B) per tile, its first step
-    y_{−1}; slot fields (C, H, T, MP, SF); tile fields (C, H, T, TF). Grid (C·H·T, ⌈B/BB⌉). Two steps per
-    iteration, so that one Box–Muller pair serves both steps' y columns. Every state column (slots, then y) of
-    every sequence has its own noise stream."""
-    tile = tl.program_id(0)  # (chip·H + channel)·T + tile
-    ch, t = tile // T, tile % T
+    """Tile index t of every channel: u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B)
+    per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W slots are run; tile
+    fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉). Two steps per iteration, so that one Box–Muller pair serves both
+    steps' y columns. Every state column (slots, then y) of every sequence has its own noise stream, numbered as
+    if all MP slots ran."""
+    ch = tl.program_id(0)  # chip·H + channel
+    tile = ch * T + t
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     live = b < B
-    j = tl.arange(0, MP)
+    j = tl.arange(0, W)
     slots = slot_ptr + (tile * MP + j) * SF
     tiles = tile_ptr + tile * TF
     w_in_re, w_in_im = tl.load(slots + 0)[None], tl.load(slots + 1)[None]
@@ -141,8 +145,8 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T,
     skip, var_skip = tl.load(tiles + 2), tl.load(tiles + 3)
     adc_y, step_y = tl.load(tiles + 4), tl.load(tiles + 5)
 
-    x_re = tl.zeros([BB, MP], dtype=u_ptr.dtype.element_ty)
-    x_im = tl.zeros([BB, MP], dtype=u_ptr.dtype.element_ty)
+    x_re = tl.zeros([BB, W], dtype=u_ptr.dtype.element_ty)
+    x_im = tl.zeros([BB, W], dtype=u_ptr.dtype.element_ty)
     u_prev = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
@@ -213,6 +217,15 @@ def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: O
     return slots, tile.contiguous()
 
 
+def slot_widths(slots: torch.Tensor) -> list[int]:
+    """Per tile index, the power of 2 (≥ 2) that holds the live slots of every channel's tile: a slot is live if
+    any weight or noise variance is nonzero (an all-zero slot's state and output stay exactly 0)."""
+    live = (slots[..., :WEIGHT_FIELDS] != 0).any(-1).flatten(0, 1)  # (C·H, T, MP)
+    position = torch.arange(1, live.shape[-1] + 1, device=slots.device)
+    used = (live * position).amax(dim=(0, 2)).tolist()  # per tile index: 1 + the last live slot
+    return [max(2, triton.next_power_of_2(n)) for n in used]
+
+
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: Optional[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int],
          adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
@@ -227,8 +240,8 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     T, MP = slots.shape[2:4]
     outputs = u.new_empty(steps, T, H, C, B)
     seed = int(torch.randint(2 ** 31 - 1, ()))
-    _scan[(C * H * T, triton.cdiv(B, block))](
-        inputs, outputs, slots, tiles, seed, steps, B, C, H, T, SF=SLOT_FIELDS,
-        TF=TILE_FIELDS, MP=MP, BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None,
-        num_warps=warps)
+    for t, width in enumerate(slot_widths(slots)):
+        _scan[(C * H, triton.cdiv(B, block))](
+            inputs, outputs, slots, tiles, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width,
+            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally
