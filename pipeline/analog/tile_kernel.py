@@ -231,7 +231,8 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
          adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
-    per program: the fastest on an H100 for the sMNIST model (benchmarks/simulator_speed.py)."""
+    per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
+    sMNIST model (benchmarks/simulator_speed.py)."""
     C, B, H, L = u.shape
     slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
@@ -243,5 +244,6 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     for t, width in enumerate(slot_widths(slots)):
         _scan[(C * H, triton.cdiv(B, block))](
             inputs, outputs, slots, tiles, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width,
-            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, num_warps=warps)
+            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None,
+            num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally
