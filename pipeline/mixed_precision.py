@@ -19,7 +19,7 @@ from pipeline.config import Config, QatConfig, resolve_bits
 from pipeline.data.datamodule import load_split
 from pipeline.prune.search import accuracy
 from pipeline.quant.ptq import costs, train
-from pipeline.training import ClassifierModule
+from pipeline.training import ClassifierModule, for_short_runs
 
 
 @dataclass
@@ -83,7 +83,8 @@ def search(float_module: ClassifierModule, config: Config, data_dir: str | Path,
         """A short QAT at `bits` (the rest as in qat.bits) from the current model (at the start, the float one)."""
         qat = QatConfig(**{**config.qat.model_dump(), "bits": {**fixed, **bits}, "epochs": settings.epochs})
         run_dir = workdir / "-".join(f"{c}{w}" for c, w in bits.items())
-        module, metrics = train(float_module if current is None else current.module, config, data_dir, run_dir, qat)
+        module, metrics = train(float_module if current is None else current.module, for_short_runs(config), data_dir,
+                                run_dir, qat)
         shutil.rmtree(run_dir, ignore_errors=True)
         candidate = Candidate(bits, metrics["val/acc"], cost(module, {**fixed, **bits}), module)
         print(f"  {bits}: val/acc {candidate.val_acc:.4f}, {settings.cost} {candidate.cost:.4g}", flush=True)

@@ -255,6 +255,12 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
     )
 
 
+def for_short_runs(config: Config) -> Config:
+    """`config` for many short trainings (sweep candidates): no torch.compile, whose 10–30 s per run cost more
+    than a one-epoch run gains from it."""
+    return config.model_copy(update={"train": config.train.model_copy(update={"compile": False})})
+
+
 def build_module(config: Config, meta: dict, schedule: Schedule, quant: Optional[dict] = None) -> ClassifierModule:
     return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
                             schedule.model_dump(include=set(Schedule.model_fields)), quant)

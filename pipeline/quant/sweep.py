@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from pipeline.config import Config
 from pipeline.quant.ptq import quantized_copy, train
-from pipeline.training import ClassifierModule, evaluate
+from pipeline.training import ClassifierModule, evaluate, for_short_runs
 
 
 def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
@@ -23,7 +23,7 @@ def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | P
             qat = base.model_copy(update={"bits": {component: width}, "epochs": sweep.epochs})
             ptq = evaluate(quantized_copy(float_module, config, data_dir, qat), config, data_dir)["test/acc"]
             run_dir = Path(workdir) / f"{component}-{width}"
-            _, metrics = train(float_module, config, data_dir, run_dir, qat)
+            _, metrics = train(float_module, for_short_runs(config), data_dir, run_dir, qat)
             shutil.rmtree(run_dir, ignore_errors=True)
             results.setdefault(component, {})[str(width)] = {"ptq": ptq, "qat": metrics["test/acc"]}
             print(f"sweep {component}={width} bits: PTQ {ptq:.4f}, QAT {metrics['test/acc']:.4f}", flush=True)
