@@ -70,7 +70,8 @@ def main() -> None:
     train = config.train.model_copy(update={"cuda_graphs": args.cuda_graphs == "on", "compile": args.compile == "on"})
     config = config.model_copy(update={"train": train})
     result = {"preset": args.preset, "model": config.model.model_dump(), "batch_size": config.train.batch_size,
-              "cuda_graphs": args.cuda_graphs, "compile": args.compile, "device": device_name(), "torch": torch.__version__}
+              "cuda_graphs": args.cuda_graphs, "compile": args.compile, "device": device_name(),
+              "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
