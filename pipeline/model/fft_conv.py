@@ -3,7 +3,7 @@
 For u (B, H, L), k (H, L) and an FFT length n ≥ 2L (zero padding makes the circular convolution linear):
     y        = irfft(U·K̂)[:L],                    U = rfft(u, n), K̂ = rfft(k, n)
     ∂/∂u     = irfft(G·conj(K̂))[:L],              G = rfft(g, n)   (correlation with k)
-    ∂/∂k     = irfft(Σ_b G·conj(U))[:L]                  (correlation of g with u, summed over the batch)
+    ∂/∂k     = irfft(Σ_b G·conj(U))[:L]                            (correlation of g with u, summed over the batch)
 Autograd through rfft/irfft/slicing gives the same numbers but spends several extra passes over (B, H, n) tensors
 (zero-filled gradients of the padding and slicing, a full-length complex FFT for rfft's backward, a doubling mask
 for irfft's); this keeps the spectra of the forward pass and does two FFTs of the batch in the backward. Outputs

@@ -57,10 +57,7 @@ class S4D(nn.Module):
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Ā, B̄, C, D) as stored on hardware, through taps A_bar, B_bar, C, D."""
-        return self._discretize(*self.continuous())
-
-    def _discretize(self, A: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """`discrete` from (A, Δ) as `continuous` gives them."""
+        A, dt = self.continuous()
         A_bar = torch.exp(dt * A)
         zero = A == 0  # a mode whose A was quantized to 0 integrates: B̄ → Δ as A → 0
         B_bar = torch.where(zero, dt.expand_as(A).to(A.dtype), (A_bar - 1) / torch.where(zero, torch.ones_like(A), A))
@@ -68,15 +65,15 @@ class S4D(nn.Module):
                 self.taps("D", self.D))
 
     def kernel(self, length: int) -> torch.Tensor:
-        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·aₙ}·(Re(CB̄)ₙ·cos(l·bₙ) − Im(CB̄)ₙ·sin(l·bₙ))
-        with log Ā = a + i·b, shape (H, L), through tap `kernel`; the (H, N/2, L) expansion is in real arithmetic,
-        which torch.compile fuses into one kernel.
+        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·aₙ}·(Re(CB̄)ₙ·cos(l·bₙ) − Im(CB̄)ₙ·sin(l·bₙ)) with log Ā = a + i·b,
+        shape (H, L), through tap `kernel`; the (H, N/2, L) expansion is in real arithmetic, which torch.compile
+        fuses into one kernel.
 
         log Ā = ΔA when Ā is the exact ZOH value; log Ā from Ā when a tap has changed Ā, with |Ā| capped at 1: a
         tap (weight noise) that pushes a slow mode outside the unit circle would make Āˡ overflow over a long
         sequence, so such a mode is taken as marginally stable instead."""
         A, dt = self.continuous()
-        A_bar, B_bar, C, _ = self._discretize(A, dt)
+        A_bar, B_bar, C, _ = self.discrete()
         if "A_bar" in self.taps:
             log_A_bar = torch.log(_nonzero(A_bar))
             log_A_bar = torch.complex(log_A_bar.real.clamp(max=0.0), log_A_bar.imag)
