@@ -1,24 +1,33 @@
-"""Host (Python) time of one training epoch by function: cProfile over epoch 2 of a preset's float pretraining
-(epoch 1 holds the capture and compile), printed by own time and by cumulative time.
+"""Where one training epoch's time goes: cProfile over epoch 2 of a preset's float pretraining (epoch 1 holds the
+capture and compile), printed by own time and by cumulative time; with `--gpu`, torch's profiler over 100 steps of
+epoch 2 instead: the GPU kernels by total time (per step: divide by 100) and the wall time per step.
 
-    python benchmarks/host_profile.py --preset presets/smnist.yaml --source .device/mnist --rows 28
+    python benchmarks/host_profile.py --preset presets/smnist.yaml --source .device/mnist --rows 28 [--gpu]
 
 On a GPU the replayed step queues its work and returns; host time above the step's GPU time, or a function that
-waits on the GPU (a large own time in a call that should be cheap), is what holds the loop back.
+waits on the GPU (a large own time in a call that should be cheap), is what holds the loop back. GPU time per step
+above `step_profile.py`'s graphed step is work the training loop adds (metrics, copies, optimizer groups).
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import pstats
 import tempfile
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from bench_config import load_preset
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from pipeline import data
 from pipeline.training import fit_classifier
+
+GPU_STEPS = (200, 300)  # the profiled batches of epoch 2
 
 
 class ProfileSecondEpoch(L.Callback):
@@ -36,17 +45,48 @@ class ProfileSecondEpoch(L.Callback):
                 pstats.Stats(self.profile).sort_stats(key).print_stats(self.rows)
 
 
+class ProfileGpuSteps(L.Callback):
+    def __init__(self, rows: int):
+        self.rows, self.profile = rows, profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == GPU_STEPS[0]:
+            torch.cuda.synchronize()
+            self.profile.start()
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx + 1 == GPU_STEPS[1]:
+            torch.cuda.synchronize()
+            steps, seconds = GPU_STEPS[1] - GPU_STEPS[0], time.perf_counter() - self.start
+            self.profile.stop()
+            print(self.profile.key_averages().table(sort_by="self_device_time_total", row_limit=self.rows))
+            kernels = sorted((e for e in self.profile.events()
+                              if e.device_type == DeviceType.CUDA and not e.is_user_annotation),
+                             key=lambda e: e.time_range.start)
+            busy = sum(e.time_range.elapsed_us() for e in kernels) / steps / 1e3
+            print(f"{steps} steps: {seconds / steps * 1e3:.3f} ms per step (profiled), {busy:.3f} ms of GPU time "
+                  "per step; GPU idle before these kernels (ms per step):")
+            idle = collections.Counter()
+            for before, after in zip(kernels, kernels[1:]):
+                idle[after.name[:90]] += max(0, after.time_range.start - before.time_range.end) / steps / 1e3
+            for name, ms in idle.most_common(self.rows):
+                print(f"  {ms:8.3f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="presets/smnist.yaml")
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
     parser.add_argument("--rows", type=int, default=28)
+    parser.add_argument("--gpu", action="store_true", help="profile the GPU's kernels instead of the host")
     args = parser.parse_args()
     config = load_preset(args.preset, 2, args.source)
+    probe = ProfileGpuSteps(args.rows) if args.gpu else ProfileSecondEpoch(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data.prepare(config, tmp / "prepared")
-        fit_classifier(config, tmp / "prepared", tmp / "float", callbacks=[ProfileSecondEpoch(args.rows)])
+        fit_classifier(config, tmp / "prepared", tmp / "float", callbacks=[probe])
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -98,3 +99,19 @@ def test_fft_conv_and_its_backward_match_a_direct_causal_convolution():
         assert relative_error(got, want) <= 1e-12
     small = (u[:, :2, :9].detach().requires_grad_(), k[:2, :9].detach().requires_grad_())
     assert torch.autograd.gradcheck(fft_conv, small)
+
+
+def test_fft_conv_folds_the_inverse_scaling_into_the_kernel_spectrum_exactly():
+    """1/n is applied to K̂ instead of to each inverse transform: for n a power of 2 that is exact in floating point,
+    so the float32 output and gradients equal the module docstring's formulas with irfft's own 1/n, bit for bit."""
+    torch.manual_seed(6)
+    u = torch.randn(5, 8, 100, requires_grad=True)
+    k = torch.randn(8, 100, requires_grad=True)
+    g = torch.randn(5, 8, 100)
+    spectrum = functools.partial(torch.fft.rfft, n=256)
+    U, K, G = spectrum(u.detach()), spectrum(k.detach()), spectrum(g)
+    expected = [torch.fft.irfft(product, n=256)[..., :100]
+                for product in (U * K, G * K.conj(), torch.linalg.vecdot(U, G, dim=0))]
+    y = fft_conv(u, k)
+    for got, want in zip((y, *torch.autograd.grad(y, (u, k), g)), expected):
+        assert torch.equal(got, want)

@@ -7,7 +7,9 @@ For u (B, H, L), k (H, L) and an FFT length n ≥ 2L (zero padding makes the cir
 Autograd through rfft/irfft/slicing gives the same numbers but spends several extra passes over (B, H, n) tensors
 (zero-filled gradients of the padding and slicing, a full-length complex FFT for rfft's backward, a doubling mask
 for irfft's); this keeps the spectra of the forward pass and does two FFTs of the batch in the backward. Outputs
-are views of the length-n results (the first L steps), which saves a copy.
+are views of the length-n results (the first L steps), which saves a copy. The inverse transform's 1/n goes into
+the small K̂ (and Σ_b G·conj U) instead of a pass over each (B, H, n) result; for n a power of 2 the scaling is
+exact, so the numbers are those of irfft's own normalisation.
 """
 from __future__ import annotations
 
@@ -24,26 +26,31 @@ def _spectrum(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.fft.rfft(F.pad(x, (0, n - x.shape[-1])))
 
 
+def _inverse(spectrum: torch.Tensor, n: int, length: int) -> torch.Tensor:
+    """The first `length` steps of the inverse transform without its 1/n (the caller has applied it)."""
+    return torch.fft.irfft(spectrum, n=n, norm="forward")[..., :length]
+
+
 class _FFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         length = u.shape[-1]
         n = fft_length(length)
-        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n)
+        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n) / n
         ctx.save_for_backward(spectrum_u, spectrum_k)
-        return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :length]
+        return _inverse(spectrum_u * spectrum_k, n, length)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        spectrum_u, spectrum_k = ctx.saved_tensors
+        spectrum_u, spectrum_k = ctx.saved_tensors  # spectrum_k holds K̂/n
         length = g.shape[-1]
         n = fft_length(length)
         spectrum_g = _spectrum(g, n)
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_u = torch.fft.irfft(spectrum_g * spectrum_k.conj(), n=n)[..., :length]
+            grad_u = _inverse(spectrum_g * spectrum_k.conj(), n, length)
         if ctx.needs_input_grad[1]:
-            grad_k = torch.fft.irfft(torch.linalg.vecdot(spectrum_u, spectrum_g, dim=0), n=n)[..., :length]
+            grad_k = _inverse(torch.linalg.vecdot(spectrum_u, spectrum_g, dim=0) / n, n, length)
         return grad_u, grad_k
 
 
