@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=28)
     parser.add_argument("--gpu", action="store_true", help="profile the GPU's kernels instead of the host")
     args = parser.parse_args()
+    if args.gpu and not torch.cuda.is_available():
+        parser.error("--gpu profiles CUDA kernels; this machine has no CUDA GPU (leave it out for the host profile)")
     config = load_preset(args.preset, 2, args.source)
     probe = ProfileGpuSteps(args.rows) if args.gpu else ProfileSecondEpoch(args.rows)
     with tempfile.TemporaryDirectory() as tmp:
