@@ -38,13 +38,13 @@ class _FFTConv(torch.autograd.Function):
         n = fft_length(length)
         spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n) / n
         ctx.save_for_backward(spectrum_u, spectrum_k)
+        ctx.n = n
         return _inverse(spectrum_u * spectrum_k, n, length)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         spectrum_u, spectrum_k = ctx.saved_tensors  # spectrum_k holds K̂/n
-        length = g.shape[-1]
-        n = fft_length(length)
+        length, n = g.shape[-1], ctx.n
         spectrum_g = _spectrum(g, n)
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
