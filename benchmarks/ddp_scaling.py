@@ -1,0 +1,66 @@
+"""Data-parallel scaling of float pretraining: the same preset, global batch and epochs on 1, 2, … processes.
+
+    python benchmarks/ddp_scaling.py --preset presets/smnist.yaml --source .device/mnist --epochs 4 \\
+        --devices 1,2 --out ddp.json
+
+Every run uses Lightning's DDP (`train.strategy: ddp_spawn`), eagerly: CUDA graphs and torch.compile apply to
+one process only, so the 1-process run is the like-for-like reference. Per run: the median training samples/s
+over the epochs (the whole global batch counted), test accuracy of the best-validation model, and the scaling
+efficiency E(d) = rate(d)·d₀ / (d·rate(d₀)), d₀ the first count (1 by default). On a machine without GPUs the
+processes are CPU processes (gloo).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from bench_config import Report, load_preset
+
+from pipeline import data
+from pipeline.training import fit_classifier
+
+
+def device_counts(text: str) -> list[int]:
+    """'1,2' → [1, 2]; each a positive integer, at most the GPUs present when there are any."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"--devices = {text!r}: expected positive integers separated by commas, e.g. 1,2")
+    gpus = torch.cuda.device_count()
+    if gpus and max(counts) > gpus:
+        raise SystemExit(f"--devices = {text!r}: this machine has {gpus} GPU(s)")
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
+    parser.add_argument("--epochs", type=int, default=4, help="float pretraining epochs of every run")
+    parser.add_argument("--devices", default="1,2", help="process counts to run, e.g. 1,2")
+    parser.add_argument("--out", type=Path, default=Path("ddp_scaling.json"))
+    args = parser.parse_args()
+
+    counts = device_counts(args.devices)
+    config = load_preset(args.preset, args.epochs, args.source)
+    report = Report(args.out, preset=args.preset, epochs=args.epochs, batch_size=config.train.batch_size,
+                    gpus=torch.cuda.device_count())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data.prepare(config, tmp / "prepared")
+        rates = {}
+        for count in counts:
+            train = config.train.model_copy(update={"devices": count, "strategy": "ddp_spawn",
+                                                    "cuda_graphs": False, "compile": False})
+            _, metrics = fit_classifier(config.model_copy(update={"train": train}), tmp / "prepared", tmp / str(count))
+            rates[count] = metrics["train/samples_per_s"]
+            efficiency = rates[count] / (count * rates[counts[0]] / counts[0])
+            report(f"devices={count}", {**metrics, "scaling_efficiency": efficiency})
+
+
+if __name__ == "__main__":
+    main()
