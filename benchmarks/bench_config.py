@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import yaml
 
+from pipeline import data
 from pipeline.config import Config, parse
 
 
@@ -32,6 +35,15 @@ def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] 
         raw[section][name] = yaml.safe_load(value)
     torch.set_float32_matmul_precision("high")
     return parse(raw, origin=str(preset), base=preset.resolve().parent)
+
+
+@contextmanager
+def prepared_data(config: Config) -> Iterator[Path]:
+    """A temporary working folder, removed afterwards, with the preset's data prepared in <folder>/prepared."""
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        data.prepare(config, folder / "prepared")
+        yield folder
 
 
 def accelerator() -> str:

@@ -12,13 +12,11 @@ processes are CPU processes (gloo).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import torch
-from bench_config import Report, load_preset
+from bench_config import Report, load_preset, prepared_data
 
-from pipeline import data
 from pipeline.training import fit_classifier
 
 
@@ -49,17 +47,15 @@ def main() -> None:
     config = load_preset(args.preset, args.epochs, args.source)
     report = Report(args.out, preset=args.preset, epochs=args.epochs, batch_size=config.train.batch_size,
                     gpus=torch.cuda.device_count())
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data.prepare(config, tmp / "prepared")
-        rates = {}
+    per_process = None  # the first run's samples/s per process, the reference
+    with prepared_data(config) as tmp:
         for count in counts:
             train = config.train.model_copy(update={"devices": count, "strategy": "ddp_spawn",
                                                     "cuda_graphs": False, "compile": False})
             _, metrics = fit_classifier(config.model_copy(update={"train": train}), tmp / "prepared", tmp / str(count))
-            rates[count] = metrics["train/samples_per_s"]
-            efficiency = rates[count] / (count * rates[counts[0]] / counts[0])
-            report(f"devices={count}", {**metrics, "scaling_efficiency": efficiency})
+            rate = metrics["train/samples_per_s"]
+            per_process = per_process or rate / count
+            report(f"devices={count}", {**metrics, "scaling_efficiency": rate / (count * per_process)})
 
 
 if __name__ == "__main__":

@@ -14,17 +14,14 @@ import argparse
 import collections
 import cProfile
 import pstats
-import tempfile
 import time
-from pathlib import Path
 
 import lightning as L
 import torch
-from bench_config import load_preset
+from bench_config import load_preset, prepared_data
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from pipeline import data
 from pipeline.training import fit_classifier
 
 GPU_STEPS = (200, 300)  # the profiled batches of epoch 2
@@ -85,9 +82,7 @@ def main() -> None:
         parser.error("--gpu profiles CUDA kernels; this machine has no CUDA GPU (leave it out for the host profile)")
     config = load_preset(args.preset, 2, args.source)
     probe = ProfileGpuSteps(args.rows) if args.gpu else ProfileSecondEpoch(args.rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data.prepare(config, tmp / "prepared")
+    with prepared_data(config) as tmp:
         fit_classifier(config, tmp / "prepared", tmp / "float", callbacks=[probe])
 
 

@@ -12,13 +12,11 @@ Needs neither MLflow nor DVC.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from bench_config import Report, accelerator, load_preset
+from bench_config import Report, accelerator, load_preset, prepared_data
 
-from pipeline import data
 from pipeline.analog.robustness import finetune, robustness
 from pipeline.data.datamodule import load_split
 from pipeline.prune.recover import pruned_copy
@@ -55,14 +53,13 @@ def main() -> None:
 
     models = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
               for name, path in (("float", args.float), ("qat", args.qat))}
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared"
-        data.prepare(config, prepared)
+    with prepared_data(config) as tmp:
+        prepared = tmp / "prepared"
         x_val, y_val = load_split(prepared, "validation").tensors
         x, y = load_split(prepared, "test").tensors
         tune = config.finetune.model_copy(update={"sigma": args.finetune_sigma, "epochs": args.finetune_epochs})
         start = time.perf_counter()
-        models["finetuned"], metrics = finetune(models["qat"], config, prepared, Path(tmp) / "finetune", tune)
+        models["finetuned"], metrics = finetune(models["qat"], config, prepared, tmp / "finetune", tune)
         report("finetune", {**metrics, "sigma": args.finetune_sigma, "seconds": time.perf_counter() - start})
         for name, module in models.items():
             report(f"noise/{name}", robustness(module.to(on), x, y, sigmas, args.draws, config.seed))

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_config import device_name, keep_checkpoint, load_preset
+from bench_config import device_name, keep_checkpoint, load_preset, prepared_data
 
-from pipeline import data
 from pipeline.cost.__main__ import parse_bits
 from pipeline.quant.ptq import compare
 from pipeline.training import ClassifierModule, evaluate, fit_classifier
@@ -41,9 +39,7 @@ def main() -> None:
 
     config = load_preset(args.preset, args.pretrain_epochs, args.source, args.set)
     results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "runs": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data.prepare(config, tmp / "prepared")
+    with prepared_data(config) as tmp:
         if args.float:
             float_module = ClassifierModule.load_from_checkpoint(args.float, map_location="cpu")
             float_metrics = {"checkpoint": str(args.float), **evaluate(float_module, config, tmp / "prepared")}

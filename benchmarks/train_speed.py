@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from bench_config import device_name, load_preset
+from bench_config import device_name, load_preset, prepared_data
 
-from pipeline import data
 from pipeline.cost.__main__ import parse_bits
+from pipeline.data import read_meta
 from pipeline.quant.ptq import quantized_copy
 from pipeline.training import fit, fit_classifier
 
@@ -72,11 +71,9 @@ def main() -> None:
     result = {"preset": args.preset, "model": config.model.model_dump(), "batch_size": config.train.batch_size,
               "cuda_graphs": args.cuda_graphs, "compile": args.compile, "device": device_name(),
               "torch": torch.__version__}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        start = time.perf_counter()
-        meta = data.prepare(config, tmp / "prepared")
-        result |= {"data": meta["name"], "prepare_seconds": time.perf_counter() - start}
+    start = time.perf_counter()
+    with prepared_data(config) as tmp:
+        result |= {"data": read_meta(tmp / "prepared")["name"], "prepare_seconds": time.perf_counter() - start}
         float_module, result["float"] = timed_fit(
             lambda callbacks, sink: fit_classifier(config, tmp / "prepared", tmp / "float", sink, callbacks), "float")
         if args.qat_bits:
