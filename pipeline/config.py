@@ -214,7 +214,13 @@ class QatConfig(Schedule, QuantConfig):
 class PruneConfig(Schedule):
     """Pruning on the validation set within a tolerance, then a recovery fine-tune with the masks fixed."""
 
-    tolerance: float = Field(0.01, ge=0, le=1, description="allowed drop of validation accuracy (0.01 = 1 pp)")
+    criterion: Literal["loss", "accuracy"] = Field(
+        "loss", description="what must hold while pruning: loss, validation cross-entropy ≤ baseline·(1 + "
+        "loss_tolerance); accuracy (QS4D), validation accuracy ≥ baseline − tolerance")
+    tolerance: float = Field(0.01, ge=0, le=1, description="criterion accuracy: allowed drop of validation "
+                             "accuracy (0.01 = 1 pp)")
+    loss_tolerance: float = Field(0.05, ge=0, description="criterion loss: allowed relative rise of validation "
+                                  "cross-entropy (0.05 = 5%)")
     structured: bool = True
     unstructured: bool = True
     mixing: bool = True
@@ -224,6 +230,9 @@ class PruneConfig(Schedule):
 
     def granularities(self) -> tuple[str, ...]:
         return tuple(g for g in ("structured", "unstructured", "mixing") if getattr(self, g))
+
+    def criterion_tolerance(self) -> float:
+        return self.loss_tolerance if self.criterion == "loss" else self.tolerance
 
 
 class FinetuneConfig(Schedule):

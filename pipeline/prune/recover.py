@@ -35,12 +35,13 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
     settings = settings or config.prune
     pruned = pruned_copy(module).to(module.device)  # the search runs where the module is
     x_val, y_val = load_split(data_dir, "validation").tensors
-    search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.tolerance, settings.granularities())
+    search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.criterion_tolerance(),
+                   settings.granularities(), settings.criterion)
     pruned, metrics = fit(pruned, config, settings, data_dir, workdir, sink)
     layers = attach_masks(pruned.model)
     meta = read_meta(data_dir)
     bits = (pruned.hparams.get("quant") or {}).get("bits", {})
     cost = proxies(live_counts(pruned, layers), meta["d_in"], meta["n_classes"], bits)
-    metrics |= {"search/baseline_val_acc": search["baseline_val_acc"], "search/val_acc": search["val_acc"]}
+    metrics |= {f"search/{k}": search[k] for k in ("baseline_val_acc", "val_acc", "baseline_val_loss", "val_loss")}
     metrics |= fractions(layers) | {f"cost/{k}": v for k, v in cost.items()}
     return pruned, metrics

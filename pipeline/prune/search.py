@@ -2,14 +2,19 @@
 
 Candidates are ranked by a cheap saliency, lowest first: for a state mode |Cₙ·B̄ₙ| / (1 − |Āₙ|) (its
 output scale times its memory: the l¹ size of its kernel term), for a single entry its magnitude. They are
-removed in chunks that double after every success and halve after every failure, as long as the validation
-accuracy stays ≥ baseline − tolerance.
+removed in chunks that double after every success and halve after every failure, as long as the criterion holds:
+
+    accuracy   validation accuracy ≥ baseline − tolerance (QS4D's rule; on n samples it moves in steps of 1/n,
+               so one sample near the decision boundary can flip a decision)
+    loss       validation cross-entropy ≤ baseline · (1 + tolerance) (continuous: a rounding-level change of the
+               model moves it by a rounding-level amount)
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import LayerMasks, Mask, attach_masks
@@ -18,15 +23,23 @@ Candidate = tuple[float, Mask, int]  # (saliency, mask, flat index into mask.kee
 
 
 @torch.no_grad()
-def accuracy(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> float:
-    """Accuracy in evaluation mode, on the model's device; the model's train/eval state is left as it was."""
+def scores(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> dict[str, float]:
+    """{"accuracy", "loss" (mean cross-entropy)} in evaluation mode, on the model's device; the model's
+    train/eval state is left as it was."""
     was_training = model.training
     model.eval()
     on = next(model.parameters()).device
-    correct = sum(int((model(x[i:i + batch].to(on), mode).argmax(-1).cpu() == y[i:i + batch]).sum())
-                  for i in range(0, len(y), batch))
+    correct, loss = 0, 0.0
+    for i in range(0, len(y), batch):
+        logits, target = model(x[i:i + batch].to(on), mode).cpu(), y[i:i + batch]
+        correct += int((logits.argmax(-1) == target).sum())
+        loss += float(F.cross_entropy(logits.double(), target, reduction="sum"))
     model.train(was_training)
-    return correct / len(y)
+    return {"accuracy": correct / len(y), "loss": loss / len(y)}
+
+
+def accuracy(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> float:
+    return scores(model, x, y, mode, batch)["accuracy"]
 
 
 def _ranked(per_layer) -> list[Candidate]:
@@ -81,13 +94,24 @@ def greedy(candidates: list[Candidate], score: Callable[[], float], floor: float
 GRANULARITIES = {"structured": mode_candidates, "unstructured": entry_candidates, "mixing": mixing_candidates}
 
 
+CRITERIA = ("accuracy", "loss")
+
+
 def prune(model: S4DClassifier, x_val: torch.Tensor, y_val: torch.Tensor, mode: str, tolerance: float,
-          granularities: tuple[str, ...] = ("structured", "unstructured", "mixing")) -> dict:
-    """Attach masks and prune each granularity in turn, keeping validation accuracy ≥ baseline − tolerance."""
+          granularities: tuple[str, ...] = ("structured", "unstructured", "mixing"),
+          criterion: str = "accuracy") -> dict:
+    """Attach masks and prune each granularity in turn while `criterion` (module docstring) holds."""
     if tolerance < 0:
         raise ValueError(f"tolerance = {tolerance}: must be ≥ 0")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion = {criterion!r}: allowed {list(CRITERIA)}")
     layers = attach_masks(model)
-    baseline = accuracy(model, x_val, y_val, mode)
-    score = lambda: accuracy(model, x_val, y_val, mode)  # noqa: E731
-    removed = {g: greedy(GRANULARITIES[g](model, layers), score, baseline - tolerance) for g in granularities}
-    return {"baseline_val_acc": baseline, "val_acc": score(), "removed": removed, "layers": layers}
+    baseline = scores(model, x_val, y_val, mode)
+    if criterion == "accuracy":
+        score, floor = lambda: accuracy(model, x_val, y_val, mode), baseline["accuracy"] - tolerance  # noqa: E731
+    else:
+        score, floor = lambda: -scores(model, x_val, y_val, mode)["loss"], -baseline["loss"] * (1 + tolerance)  # noqa: E731
+    removed = {g: greedy(GRANULARITIES[g](model, layers), score, floor) for g in granularities}
+    after = scores(model, x_val, y_val, mode)
+    return {"baseline_val_acc": baseline["accuracy"], "val_acc": after["accuracy"],
+            "baseline_val_loss": baseline["loss"], "val_loss": after["loss"], "removed": removed, "layers": layers}
