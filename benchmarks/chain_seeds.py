@@ -58,7 +58,7 @@ def chain(seed: int, overrides: list[str], scratch: Path) -> dict[str, float]:
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (folder / "stages").symlink_to(ROOT / "stages")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CI": "1"}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CI": "1"}
     commands = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in GATED_STAGES:
         done = subprocess.run(commands[stage]["cmd"], shell=True, cwd=folder, env=env, capture_output=True, text=True)

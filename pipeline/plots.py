@@ -130,19 +130,22 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plot_pareto(points: dict[str, tuple[float, float]], current: str, path: str | Path) -> Path:
-    """Accuracy vs energy per inference (log x) of every run; the Pareto front joined; `current` highlighted."""
+    """Accuracy vs energy per inference (log x) of every point (a model or a run), each named; the Pareto front
+    joined; `current` highlighted."""
     names = list(points)
     xy = [points[n] for n in names]
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    ax.scatter([p[0] for p in xy], [p[1] for p in xy], color="C7", s=18, label="runs")
+    ax.scatter([p[0] for p in xy], [p[1] for p in xy], color="C7", s=18)
+    for name, (x, y) in zip(names, xy):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "o-", color="C0", label="Pareto front")
     if current in points:
-        ax.scatter(*points[current], marker="*", s=160, color="C3", zorder=3, label="this run")
+        ax.scatter(*points[current], marker="*", s=160, color="C3", zorder=3, label=current)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("energy per inference (pJ)")
-    ax.set_ylabel("crossbar test accuracy")
+    ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -1,7 +1,8 @@
 """The run's report as markdown: tables of the stages' metrics beside the plots under plots/.
 
-Inputs are the metrics files' contents (dicts as written by the stages), the costs of each model and the runs
-of the MLflow experiment; `markdown` only formats them.
+Inputs are the metrics files' contents (dicts as written by the stages) and the energy of each model; `markdown`
+only formats them. Other runs are compared outside the report (`python -m pipeline.runs`, the MLflow UI), so the
+report depends on this run's files alone.
 """
 from __future__ import annotations
 
@@ -19,11 +20,9 @@ COSTS = {"ace": "ACE", "size_bits": "model size (bits)", "adc": "ADC (bits/step)
 @dataclass
 class ReportInputs:
     title: str
-    pipeline_id: str
     metrics: dict[str, dict]  # metrics file stem → its contents
     energy: dict[str, float]  # model → pJ per inference on the first device's chip
     times: list[str]  # the crossbar evaluation's time labels, in order
-    runs_table: Optional[str]  # markdown table of the experiment's runs, None without tracking
 
 
 def costs(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -84,7 +83,7 @@ def _chips(point: dict[str, float]) -> str:
 def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
     m = inputs.metrics
     cost_table, acc = costs(m, inputs.energy), accuracies(m)
-    lines = [f"# {inputs.title}", "", f"Pipeline `{inputs.pipeline_id}`. Test accuracy on the test split; costs "
+    lines = [f"# {inputs.title}", "", "Test accuracy on the test split; costs "
              "per QS4D's proxies (ACE and ADC per time step) and energy per inference on the simulated chip.", "",
              "## From float to the pruned model", "",
              table(["model", "test accuracy", *COSTS.values()],
@@ -129,10 +128,15 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
               f"÷{crossbar['energy/ratio_int8']:.2f}, digital fp32 ÷{crossbar['energy/ratio_fp32']:.2f}.", "",
               f"![energy]({plots}/energy.png)", ""]
 
-    lines += ["## Runs of the experiment", ""]
-    if inputs.runs_table is None:
-        lines += ["Tracking is off or its store could not be read: no other runs to compare.", ""]
-    else:
-        lines += ["Crossbar accuracy vs energy of every run with an `evaluate` stage; ★ this run.", "",
-                  f"![pareto]({plots}/pareto.png)", "", inputs.runs_table, ""]
+    lines += ["## Accuracy vs energy", "",
+              "Test accuracy vs energy per inference of each model of this run; ★ the fine-tuned model on the "
+              "first device's chips. Other runs: `python -m pipeline.runs` (table, `--pareto FILE` for this plot "
+              "over runs) or the MLflow UI.", "", f"![pareto]({plots}/pareto.png)", ""]
     return "\n".join(lines)
+
+
+def model_points(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """model → (energy per inference in pJ, test accuracy), with the crossbar result as "on chip"."""
+    acc, crossbar = accuracies(metrics), metrics["crossbar"]
+    return {**{model: (energy[model], acc[model]) for model in MODELS},
+            "on chip": (crossbar["energy/pj_per_inference"], crossbar["crossbar/acc_mean"])}

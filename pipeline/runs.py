@@ -4,6 +4,7 @@
     python -m pipeline.runs --pipeline-id 3f2a    # the runs whose pipeline_id starts with 3f2a
     python -m pipeline.runs --stage-metrics qat   # every metric of one stage instead of the key metrics
     python -m pipeline.runs --last 5 --columns qat.bits.all,seed
+    python -m pipeline.runs --pareto pareto.png   # crossbar accuracy vs energy of every run, Pareto front joined
 
 Columns: the pipeline id, its start, commit, the params that differ between the listed runs, then the key
 metrics (the latest finished child run of each stage).
@@ -108,6 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--stage-metrics", metavar="STAGE", help="every metric of this stage, not the key metrics")
     parser.add_argument("--columns", help="comma-separated params to show (default: those that differ)")
     parser.add_argument("--last", type=int, default=0, help="only the N most recent runs")
+    parser.add_argument("--pareto", type=Path, metavar="PNG", help="also plot crossbar accuracy vs energy per run")
     args = parser.parse_args(argv)
     try:
         config = load(args.params)
@@ -121,6 +123,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"'{config.tracking.experiment}' of {tracking_uri(config)}", file=sys.stderr)
         return 1
     print(markdown_table(runs, args.stage_metrics, args.columns.split(",") if args.columns else None))
+    if args.pareto:
+        from pipeline.plots import plot_pareto
+
+        points = {r.pipeline_id: (r.metric("evaluate", "energy/pj_per_inference"),
+                                  r.metric("evaluate", "crossbar/acc_mean")) for r in runs}
+        points = {k: p for k, p in points.items() if None not in p}
+        print(f"pareto plot of {len(points)} runs: {plot_pareto(points, runs[-1].pipeline_id, args.pareto)}")
     return 0
 
 

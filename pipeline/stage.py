@@ -1,6 +1,7 @@
 """Plumbing shared by the stage scripts: params, metrics files, and clean exits on bad input."""
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -10,31 +11,43 @@ from typing import Callable
 from pipeline.config import Config, ConfigError, load
 from pipeline.data.common import DataError
 
-METRICS_DIR = Path("metrics")
 
 
-def write_metrics(stage: str, metrics: dict, folder: Path = METRICS_DIR) -> Path:
-    """metrics/<stage>.json, keys sorted, for `dvc metrics show/diff`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stage}.json"
+def write_metrics(path: Path, metrics: dict) -> Path:
+    """A metrics JSON file, keys sorted, for `dvc metrics show/diff`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def publish(run, stage: str, metrics: dict, workdir: Path, out: Path) -> None:
-    """Copy the best checkpoint of `workdir` to `out`; write metrics/<stage>.json; log both and the metrics."""
+def publish(run, module, metrics: dict, data: Path, workdir: Path, out: Path, metrics_path: Path) -> None:
+    """Copy the best checkpoint of `workdir` to `out`; write the metrics file; log them, the metrics, the data set
+    trained on and `module` (the trained LightningModule) as the run's model."""
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(workdir / "best.ckpt", out)
     run.log_metrics(metrics, step=metrics.get("train/epochs"))
     run.log_artifact(out)
-    run.log_artifact(write_metrics(stage, metrics))
+    run.log_artifact(write_metrics(metrics_path, metrics))
+    run.log_dataset(data)
+    run.log_model(module.model)
 
 
-def run(stage: Callable[[Config], None], params: str | Path = "params.yaml") -> None:
-    """Load and validate the params, run the stage; bad input ends with its message and exit code 2, a diverged
-    training (non-finite loss) with its message and exit code 1."""
+def paths(names: tuple[str, ...], argv: list[str] | None = None) -> dict[str, Path]:
+    """The stage's input and output paths, given on its command line (dvc.yaml's `cmd` is the one place that
+    names them): `--<name> PATH` for each name, dashes for underscores."""
+    parser = argparse.ArgumentParser()
+    for name in names:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True)
+    return vars(parser.parse_args(argv))
+
+
+def run(stage: Callable[..., None], *names: str, params: str | Path = "params.yaml") -> None:
+    """Read the paths `names` from the command line, load and validate the params, run `stage(config, **paths)`;
+    bad input ends with its message and exit code 2, a diverged training (non-finite loss) with its message and
+    exit code 1."""
+    given = paths(names)
     try:
-        stage(load(params))
+        stage(load(params), **given)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

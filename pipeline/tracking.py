@@ -1,13 +1,21 @@
 """MLflow tracking: one parent run per pipeline run, one child run per stage.
 
 A pipeline run is identified by `pipeline_id` = hash of every parameter + git commit, so the stages that
-`dvc repro` runs for one set of params and one commit land under one parent. Every run is tagged
-`pipeline_id`, `git_sha`, `git_dirty` and (children) `dvc_stage`. If the store cannot be used, the stage goes on without
-it after one warning.
+`dvc repro` runs for one set of params and one commit land under one parent. Every run is tagged `pipeline_id`,
+`git_sha` (and MLflow's `mlflow.source.git.commit`), `git_dirty`, `dvc_exp_name` (inside `dvc exp run`) and
+(children) `dvc_stage`. The parent is RUNNING while a stage runs and then takes that stage's status; it carries
+the chain's key metrics (`KEY_METRICS`) as `<stage>/<metric>`. If the store cannot be used, the stage goes on
+without it after one warning.
+
+The store: `tracking.uri` in params, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<project>/mlflow.db`, where the
+project is `$DVC_ROOT` (the workspace, also when `dvc exp run --temp` or `dvc queue` runs the stage in a temporary
+copy) or else the folder of params.yaml.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import subprocess
 import warnings
 from contextlib import contextmanager
@@ -38,8 +46,24 @@ def pipeline_id(config: Config) -> str:
     return f"{config.fingerprint()[:12]}-{git_sha(config.path('.'))[:12]}"
 
 
+KEY_METRICS = {  # stage → metrics copied to the pipeline's parent run
+    "pretrain": ("test/acc",),
+    "qat": ("ptq/test/acc", "test/acc", "cost/ace_reduction"),
+    "prune": ("test/acc", "pruned/structured_frac"),
+    "finetune": ("test/acc",),
+    "evaluate": ("crossbar/acc_mean", "energy/pj_per_inference"),
+}
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the UI opens on the runs table
+
+
+def project_root(config: Config) -> Path:
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root else config.path(".")
+
+
 def tracking_uri(config: Config) -> str:
-    return config.tracking.uri or f"sqlite:///{config.path('mlflow.db')}"
+    return (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{project_root(config) / 'mlflow.db'}")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -58,6 +82,7 @@ class StageRun:
 
     def __init__(self, client=None, run_id: Optional[str] = None, uri: Optional[str] = None):
         self.client, self.run_id, self.uri = client, run_id, uri
+        self.last: dict[str, float] = {}  # the last value logged of each metric
 
     def __getstate__(self) -> dict:  # DDP's spawned processes get the URI and open their own client
         return {"run_id": self.run_id, "uri": self.uri if self.active else None}
@@ -65,7 +90,7 @@ class StageRun:
     def __setstate__(self, state: dict) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.run_id, self.uri = state["run_id"], state["uri"]
+        self.run_id, self.uri, self.last = state["run_id"], state["uri"], {}
         self.client = MlflowClient(self.uri) if self.uri else None
 
     @property
@@ -82,12 +107,42 @@ class StageRun:
             self.client = None
 
     def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.last |= numbers
+        if not self.active:
+            return
         from mlflow.entities import Metric
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         self._call("log_batch", metrics=[Metric(k, v, now, step or 0) for k, v in numbers.items()])
+
+    def log_dataset(self, data_dir: str | Path, context: str = "training") -> None:
+        """The prepared data set as the run's input: its name, folder and checksum (meta.json)."""
+        if not self.active:
+            return
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        meta = json.loads((Path(data_dir) / "meta.json").read_text())
+        dataset = MetaDataset(LocalArtifactDatasetSource(str(Path(data_dir).resolve())), name=meta["name"],
+                              digest=meta["checksum"][:36])
+        self._call("log_inputs", datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                        tags=[InputTag("mlflow.data.context", context)])])
+
+    def log_model(self, model, name: str = "model") -> None:
+        """`model` (a torch module) through mlflow.pytorch, listed under the run's models."""
+        if not self.active:
+            return
+        try:
+            import mlflow
+
+            mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(model, name=name, pip_requirements=[f"torch=={torch_version()}"])
+        except Exception as error:
+            warnings.warn(f"MLflow log_model failed ({error}); the checkpoint is still logged as an artefact")
 
     def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
         self._call("log_artifact", str(path), artifact_path)
@@ -116,6 +171,12 @@ class StageRun:
         nested._call("set_terminated", "FINISHED")
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__.split("+")[0]
+
+
 def _log_params(client, run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param
 
@@ -125,34 +186,41 @@ def _log_params(client, run_id: str, params: dict[str, str]) -> None:
 
 
 def _open(config: Config, stage: str):
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     for name in ("alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from mlflow.utils import mlflow_tags
+
     client = MlflowClient(tracking_uri(config))
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:  # the default store keeps its artefacts beside the database
-        artifacts = None if config.tracking.uri else config.path("mlartifacts").as_uri()
+        default = not (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))
+        artifacts = (project_root(config) / "mlartifacts").as_uri() if default else None
         experiment_id = client.create_experiment(config.tracking.experiment, artifact_location=artifacts)
+        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
     else:
         experiment_id = experiment.experiment_id
     pid, sha = pipeline_id(config), git_sha(config.path("."))
-    tags = {"pipeline_id": pid, "git_sha": sha, "git_dirty": git_dirty(config.path("."))}
+    tags = {"pipeline_id": pid, "git_sha": sha, mlflow_tags.MLFLOW_GIT_COMMIT: sha,
+            "git_dirty": git_dirty(config.path(".")), mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL"}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     params = flatten(config.model_dump(mode="json"))
     found = client.search_runs([experiment_id], f"tags.pipeline_id = '{pid}' and tags.run_role = 'pipeline'",
                                max_results=1)
     if found:
         parent_id = found[0].info.run_id
+        client.update_run(parent_id, status="RUNNING")
     else:
         parent = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={**tags, "run_role": "pipeline"})
         parent_id = parent.info.run_id
         _log_params(client, parent_id, params)
-        client.set_terminated(parent_id)
     child = client.create_run(experiment_id, run_name=stage, tags={
-        **tags, "dvc_stage": stage, "run_role": "stage", mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID: parent_id})
+        **tags, "dvc_stage": stage, "run_role": "stage", mlflow_tags.MLFLOW_SOURCE_NAME: f"stages/{stage}.py",
+        mlflow_tags.MLFLOW_PARENT_RUN_ID: parent_id})
     _log_params(client, child.info.run_id, params)
-    return client, child.info.run_id
+    return client, child.info.run_id, parent_id
 
 
 @contextmanager
@@ -162,7 +230,7 @@ def stage_run(config: Config, stage: str) -> Iterator[StageRun]:
         yield StageRun()
         return
     try:
-        client, run_id = _open(config, stage)
+        client, run_id, parent_id = _open(config, stage)
     except Exception as error:  # a broken store must not cost the user the stage's outputs
         print(f"WARNING: MLflow tracking store {tracking_uri(config)} unavailable ({type(error).__name__}: "
               f"{error}); the stage runs without tracking", flush=True)
@@ -177,5 +245,8 @@ def stage_run(config: Config, stage: str) -> Iterator[StageRun]:
         if run.active:
             try:
                 client.set_terminated(run_id, status)
+                key = {f"{stage}/{k}": run.last[k] for k in KEY_METRICS.get(stage, ()) if k in run.last}
+                StageRun(client, parent_id).log_metrics(key)
+                client.set_terminated(parent_id, status)
             except Exception as error:
                 print(f"WARNING: could not close MLflow run {run_id}: {error}", flush=True)

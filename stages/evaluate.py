@@ -1,6 +1,6 @@
 """Stage `evaluate`: the fine-tuned model on simulated crossbar chips (per device, over time) beside its software
-accuracy; energy per inference vs digital baselines; the crossbar programs → crossbar/<device>/,
-metrics/crossbar.json, plots/crossbar_accuracy.png, plots/energy.png."""
+accuracy; energy per inference vs digital baselines; the crossbar programs (one folder per device), metrics and
+two plots."""
 import shutil
 from pathlib import Path
 
@@ -15,42 +15,40 @@ from pipeline.prune.search import accuracy
 from pipeline.plots import plot_crossbar_accuracy, plot_energy
 from pipeline.training import ClassifierModule
 
-DATA, MODEL, PROGRAMS = Path("data/prepared"), Path("models/finetune.ckpt"), Path("crossbar")
-PLOTS = {"accuracy": Path("plots/crossbar_accuracy.png"), "energy": Path("plots/energy.png")}
 
-
-def main(config: Config) -> None:
+def main(config: Config, data: Path, model: Path, programs_dir: Path, metrics: Path, accuracy_plot: Path,
+         energy_plot: Path) -> None:
     settings = config.evaluate
     on = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
     with tracking.stage_run(config, "evaluate") as run:
-        shutil.rmtree(PROGRAMS, ignore_errors=True)
-        module = ClassifierModule.load_from_checkpoint(MODEL, map_location="cpu")
-        x, y = load_split(DATA, "test").tensors
+        shutil.rmtree(programs_dir, ignore_errors=True)
+        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        x, y = load_split(data, "test").tensors
         x, y = x[:settings.test_samples], y[:settings.test_samples]
-        calibration = range_batches(load_split(DATA, "train").tensors[0], settings.batch_size)
+        calibration = range_batches(load_split(data, "train").tensors[0], settings.batch_size)
         software = accuracy(module.model, x, y, module.eval_mode)
         curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
         first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))
-        metrics = {"software/acc": software, "test_samples": len(x), "chips": settings.chips,
-                   **{f"crossbar/acc_{k}": v for k, v in curves[first][start].items()},
-                   **layout_metrics(programs[first])}
-        metrics |= {f"crossbar/{device}/{t}/acc_{k}": v
-                    for device, curve in curves.items() for t, point in curve.items() for k, v in point.items()}
+        values = {"software/acc": software, "test_samples": len(x), "chips": settings.chips,
+                  **{f"crossbar/acc_{k}": v for k, v in curves[first][start].items()},
+                  **layout_metrics(programs[first])}
+        values |= {f"crossbar/{device}/{t}/acc_{k}": v
+                   for device, curve in curves.items() for t, point in curve.items() for k, v in point.items()}
         energy, breakdown = energy_metrics(module, programs[first], x.shape[1], settings)
-        metrics |= energy
+        values |= energy
         for device, device_programs in programs.items():
-            for path in export.save(device_programs, PROGRAMS / device, device):
+            for path in export.save(device_programs, programs_dir / device, device):
                 run.log_artifact(path, f"crossbar/{device}")
-        run.log_metrics(metrics)
-        run.log_artifact(stage.write_metrics("crossbar", metrics))
-        run.log_artifact(plot_crossbar_accuracy(curves, software, PLOTS["accuracy"]))
+        run.log_metrics(values)
+        run.log_artifact(stage.write_metrics(metrics, values))
+        run.log_artifact(plot_crossbar_accuracy(curves, software, accuracy_plot))
         run.log_artifact(plot_energy(breakdown, {"digital int8": energy["energy/digital_int8_pj"],
-                                                 "digital fp32": energy["energy/digital_fp32_pj"]}, PLOTS["energy"]))
+                                                 "digital fp32": energy["energy/digital_fp32_pj"]}, energy_plot))
         print(f"evaluate: software {software:.4f}; " + "; ".join(
             f"{d} " + ", ".join(f"{t} {p['mean']:.4f}±{p['std']:.4f}" for t, p in c.items()) for d, c in curves.items())
-            + f"; {metrics['tiles']} tiles, {metrics['cells']} cells; {energy['energy/pj_per_inference'] / 1e3:.1f} nJ"
+            + f"; {values['tiles']} tiles, {values['cells']} cells; {energy['energy/pj_per_inference'] / 1e3:.1f} nJ"
               f" per inference (int8 digital ÷{energy['energy/ratio_int8']:.1f}, fp32 ÷{energy['energy/ratio_fp32']:.1f})")
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, "data", "model", "programs_dir", "metrics", "accuracy_plot", "energy_plot")

@@ -1,4 +1,4 @@
-"""Stage `prune`: prune the QAT model on the validation set, recover → models/prune.ckpt, metrics/prune.json."""
+"""Stage `prune`: prune the QAT model on the validation set, recover → its checkpoint and metrics."""
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -6,18 +6,18 @@ from pipeline.config import Config
 from pipeline.prune.recover import prune_and_recover
 from pipeline.training import ClassifierModule
 
-DATA, QAT, WORKDIR, OUT = Path("data/prepared"), Path("models/qat.ckpt"), Path("runs/prune"), Path("models/prune.ckpt")
+WORKDIR = Path("runs/prune")
 
 
-def main(config: Config) -> None:
+def main(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> None:
     with tracking.stage_run(config, "prune") as run:
-        module = ClassifierModule.load_from_checkpoint(QAT, map_location="cpu")
-        _, metrics = prune_and_recover(module, config, DATA, WORKDIR, sink=run.log_metrics)
-        stage.publish(run, "prune", metrics, WORKDIR, OUT)
-        print(f"prune: structured {metrics['pruned/structured_frac']:.1%}, unstructured "
-              f"{metrics['pruned/unstructured_frac']:.1%}, mixing {metrics['pruned/mixing_frac']:.1%}; "
-              f"test/acc {metrics['test/acc']:.4f}")
+        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        pruned, values = prune_and_recover(module, config, data, WORKDIR, sink=run.log_metrics)
+        stage.publish(run, pruned, values, data, WORKDIR, out, metrics)
+        print(f"prune ({config.prune.criterion}): structured {values['pruned/structured_frac']:.1%}, unstructured "
+              f"{values['pruned/unstructured_frac']:.1%}, mixing {values['pruned/mixing_frac']:.1%}; "
+              f"test/acc {values['test/acc']:.4f}")
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, "data", "model", "out", "metrics")

@@ -1,5 +1,5 @@
 """QS4D's comparison: the structured fraction prunable from the float and from the QAT model at the same
-tolerance (no recovery) → metrics/prune_compare.json. Run with `dvc repro sweeps/dvc.yaml:prune_compare`."""
+criterion (no recovery) → a metrics file. Run with `dvc repro sweeps/dvc.yaml:prune_compare`."""
 import json
 from pathlib import Path
 
@@ -10,23 +10,24 @@ from pipeline.prune.recover import pruned_copy
 from pipeline.prune.search import prune
 from pipeline.training import ClassifierModule
 
-DATA, MODELS = Path("data/prepared"), {"float": Path("models/pretrain.ckpt"), "qat": Path("models/qat.ckpt")}
 
-
-def main(config: Config) -> None:
-    x_val, y_val = load_split(DATA, "validation").tensors
-    results = {"tolerance": config.prune.tolerance}
+def main(config: Config, data: Path, float_model: Path, qat_model: Path, metrics: Path) -> None:
+    x_val, y_val = load_split(data, "validation").tensors
+    settings = config.prune
+    results = {"criterion": settings.criterion, "tolerance": settings.criterion_tolerance()}
+    models = {"float": float_model, "qat": qat_model}
     with tracking.stage_run(config, "prune_compare") as run:
-        for name, path in MODELS.items():
+        for name, path in models.items():
             module = pruned_copy(ClassifierModule.load_from_checkpoint(path, map_location="cpu"))
-            search = prune(module.model, x_val, y_val, module.eval_mode, config.prune.tolerance, ("structured",))
+            search = prune(module.model, x_val, y_val, module.eval_mode, settings.criterion_tolerance(),
+                           ("structured",), settings.criterion)
             total = sum(m.mode.keep.numel() for m in search["layers"])
             results[name] = {"structured_frac": search["removed"]["structured"] / total,
                              "val_acc_before": search["baseline_val_acc"], "val_acc_after": search["val_acc"]}
-        run.log_metrics({f"{m}/{k}": v for m in MODELS for k, v in results[m].items()})
-        run.log_artifact(stage.write_metrics("prune_compare", results))
+        run.log_metrics({f"{m}/{k}": v for m in models for k, v in results[m].items()})
+        run.log_artifact(stage.write_metrics(metrics, results))
     print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, "data", "float_model", "qat_model", "metrics")

@@ -1,4 +1,4 @@
-"""Stage `qat`: PTQ baseline, then quantization-aware training from the float model → models/qat.ckpt."""
+"""Stage `qat`: PTQ baseline, then quantization-aware training from the float model → its checkpoint, metrics."""
 from pathlib import Path
 
 from pipeline import stage, tracking
@@ -6,19 +6,18 @@ from pipeline.config import Config
 from pipeline.quant.ptq import compare
 from pipeline.training import ClassifierModule
 
-DATA, PRETRAINED = Path("data/prepared"), Path("models/pretrain.ckpt")
-WORKDIR, OUT = Path("runs/qat"), Path("models/qat.ckpt")
+WORKDIR = Path("runs/qat")
 
 
-def main(config: Config) -> None:
+def main(config: Config, data: Path, float_model: Path, out: Path, metrics: Path) -> None:
     with tracking.stage_run(config, "qat") as run:
-        float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
-        _, metrics = compare(float_module, config, DATA, WORKDIR, sink=run.log_metrics)
-        stage.publish(run, "qat", metrics, WORKDIR, OUT)
-        print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {metrics['float/test/acc']:.4f}"
-              f", PTQ {metrics['ptq/test/acc']:.4f}, QAT {metrics['test/acc']:.4f}; "
-              f"ACE ÷{metrics['cost/ace_reduction']:.1f}")
+        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        trained, values = compare(float_module, config, data, WORKDIR, sink=run.log_metrics)
+        stage.publish(run, trained, values, data, WORKDIR, out, metrics)
+        print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {values['float/test/acc']:.4f}"
+              f", PTQ {values['ptq/test/acc']:.4f}, QAT {values['test/acc']:.4f}; "
+              f"ACE ÷{values['cost/ace_reduction']:.1f}")
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, "data", "float_model", "out", "metrics")

@@ -1,6 +1,4 @@
-"""Sweep `sweep_bits`: PTQ and QAT test accuracy per component and bit width → metrics/sweep_bits.json + plot.
-
-Run with `dvc repro sweeps/dvc.yaml` (not part of the default pipeline)."""
+"""Stage `sweep_bits`: PTQ and QAT test accuracy per component and bit width → a metrics file and a plot."""
 import json
 import shutil
 from pathlib import Path
@@ -11,20 +9,18 @@ from pipeline.quant.sweep import sweep_bits
 from pipeline.plots import plot_bit_sweep
 from pipeline.training import ClassifierModule
 
-DATA, PRETRAINED, WORKDIR = Path("data/prepared"), Path("models/pretrain.ckpt"), Path("runs/sweep_bits")
-PLOT = Path("plots/sweep_bits.png")
+WORKDIR = Path("runs/sweep_bits")
 
 
-def main(config: Config) -> None:
+def main(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:
     with tracking.stage_run(config, "sweep_bits") as run:
-        float_module = ClassifierModule.load_from_checkpoint(PRETRAINED, map_location="cpu")
-        results = sweep_bits(float_module, config, DATA, WORKDIR, log=run.log_metrics)
+        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        results = sweep_bits(float_module, config, data, WORKDIR, log=run.log_metrics)
         shutil.rmtree(WORKDIR, ignore_errors=True)
-        path = stage.write_metrics("sweep_bits", results)
-        run.log_artifact(path)
-        run.log_artifact(plot_bit_sweep(results, PLOT))
+        run.log_artifact(stage.write_metrics(metrics, results))
+        run.log_artifact(plot_bit_sweep(results, plot))
         print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    stage.run(main, "data", "float_model", "metrics", "plot")

@@ -1,15 +1,92 @@
+import ast
 import json
+import shlex
 import subprocess
+from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import venv_env
+from conftest import ROOT, venv_env
+
+PIPELINES = ("dvc.yaml", "sweeps/dvc.yaml")
+
+
+def module_file(name: str) -> Path | None:
+    base = ROOT / Path(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def import_closure(script: Path) -> set[str]:
+    """The repository files a script runs: itself and every `pipeline` module it imports, directly or not
+    (imports inside functions included), with the packages on the way."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in (n for n in names if n.split(".")[0] == "pipeline"):
+                parts = name.split(".")
+                todo += [f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))]
+    return {p.relative_to(ROOT).as_posix() for p in seen}
+
+
+def stages():
+    for pipeline in PIPELINES:
+        for name, stage in yaml.safe_load((ROOT / pipeline).read_text())["stages"].items():
+            yield pytest.param(stage, id=f"{pipeline}:{name}")
+
+
+def declared(stage: dict, *sections: str) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else e for s in sections for e in stage.get(s, [])}
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_every_stage_depends_on_its_import_closure(stage):
+    script = shlex.split(stage["cmd"])[1]
+    deps = declared(stage, "deps")
+    missing = [f for f in sorted(import_closure(ROOT / script))
+               if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    assert not missing, f"{script}: imported but not in deps: {missing}"
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_every_path_in_the_command_is_declared(stage):
+    words = shlex.split(stage["cmd"])
+    given = dict(zip(words[2::2], words[3::2]))
+    assert all(flag.startswith("--") for flag in given) and len(words) % 2 == 0
+    files = declared(stage, "deps", "outs", "metrics", "plots")
+    for flag, path in given.items():
+        if flag == "--metrics-dir":  # the report reads its INPUTS from there: each must be a dep
+            tree = ast.parse((ROOT / words[1]).read_text())
+            inputs = next(ast.literal_eval(n.value) for n in tree.body
+                          if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "INPUTS")
+            assert {f"{path}/{name}.json" for name in inputs} <= declared(stage, "deps")
+        else:
+            assert path in files, f"{flag} {path} is neither a dep nor an output"
 
 
 def repro(project) -> str:
     result = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True, env=venv_env())
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def stale(project) -> set[str]:
+    status = subprocess.run(["dvc", "status", "--json"], cwd=project, capture_output=True, text=True, env=venv_env())
+    assert status.returncode == 0, status.stderr
+    return set(json.loads(status.stdout))
 
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
@@ -34,9 +111,9 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
 
     report = (project / "report" / "report.md").read_text()
     for section in ("From float to the pruned model", "Bits per component (PTQ vs QAT)", "Pruning",
-                    "Accuracy under weight noise", "On simulated crossbars", "Runs of the experiment"):
+                    "Accuracy under weight noise", "On simulated crossbars", "Accuracy vs energy"):
         assert f"\n## {section}\n" in report
-    assert "![pareto](../plots/pareto.png)" in report and "| pipeline |" in report  # the MLflow runs
+    assert "![pareto](../plots/pareto.png)" in report
     costs = json.loads((project / "metrics" / "report.json").read_text())
     assert costs["float/ace"] > costs["QAT/ace"] >= costs["pruned/ace"]
     assert abs(costs["PTQ/energy_pj"] / costs["QAT/energy_pj"] - 1) < 0.05  # same bits and tiles
@@ -47,6 +124,13 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
         assert f"plots/{name}.png" in shown.stdout
 
     assert "Running stage" not in repro(project)
+    assert stale(project) == set()
+
+    simulator = project / "pipeline" / "analog" / "simulator.py"  # only the stages that import it go stale
+    simulator.write_text(simulator.read_text() + "\n# changed\n")
+    assert stale(project) == {"evaluate", "report"}
+    simulator.write_text(simulator.read_text().removesuffix("\n# changed\n"))
+    assert stale(project) == set()
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["finetune"]["epochs"], params["sweep_bits"]["bits"] = 2, [3]  # two branches of the chain
@@ -54,3 +138,23 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     third = repro(project)
     assert all(f"Running stage '{s}'" in third for s in ("sweep_bits", "finetune", "evaluate", "report"))
     assert all(f"Running stage '{s}'" not in third for s in ("prepare", "pretrain", "qat", "prune"))
+
+
+def test_queued_experiment_logs_into_the_workspace_store(project):
+    """`dvc queue` runs an experiment in a temporary copy; its MLflow runs must land in the workspace's store."""
+    from mlflow.tracking import MlflowClient
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["tracking"] = {"experiment": "queued"}  # the default store: <project>/mlflow.db
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in venv_env().items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    for command in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+                    ["dvc", "exp", "run", "--queue", "-n", "queued-seed1", "-S", "seed=1", "prepare"],
+                    ["dvc", "exp", "run", "--run-all"]):
+        done = subprocess.run(command, cwd=project, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("queued")
+    runs = client.search_runs([experiment.experiment_id], "tags.dvc_exp_name = 'queued-seed1'")
+    assert {r.data.tags.get("dvc_stage") for r in runs} == {None, "prepare"}  # the parent and the stage
+    assert all(r.data.params["seed"] == "1" for r in runs)

@@ -34,6 +34,35 @@ def test_stages_are_children_of_one_pipeline_run(tiny, tmp_path):
         assert child.data.params["model.d_model"] == "16" and child.data.params["data.name"] == "digits"
         assert [m.value for m in client.get_metric_history(child.info.run_id, "val/acc")] == [0.5, 0.7]
         assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["out.json"]
+        assert child.data.tags["mlflow.source.git.commit"] == child.data.tags["git_sha"]
+    experiment = client.get_experiment_by_name(tiny.tracking.experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on its runs
+
+
+def test_parent_run_carries_key_metrics_and_the_last_stage_status(tiny):
+    with tracking.stage_run(tiny, "pretrain") as run:
+        run.log_metrics({"test/acc": 0.5, "train/seconds": 3.0})
+        run.log_metrics({"test/acc": 0.75})
+    client, runs = runs_of(tiny)
+    parent = next(r for r in runs if r.data.tags.get("run_role") == "pipeline")
+    assert parent.info.status == "FINISHED" and parent.data.metrics == {"pretrain/test/acc": 0.75}
+    with pytest.raises(RuntimeError):
+        with tracking.stage_run(tiny, "evaluate"):
+            raise RuntimeError("boom")
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"
+
+
+def test_store_location_from_params_environment_or_dvc_root(tmp_path, monkeypatch):
+    config = parse(TINY, base=tmp_path / "copy")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking.tracking_uri(config) == f"sqlite:///{tmp_path / 'copy' / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "workspace"))  # dvc exp run --temp: the workspace, not the copy
+    assert tracking.tracking_uri(config) == f"sqlite:///{tmp_path / 'workspace' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(config) == "http://127.0.0.1:5000"
+    explicit = parse({**TINY, "tracking": {"uri": f"sqlite:///{tmp_path / 'own.db'}"}}, base=tmp_path)
+    assert tracking.tracking_uri(explicit) == f"sqlite:///{tmp_path / 'own.db'}"
 
 
 def test_changed_params_start_a_new_pipeline_run(tiny, tmp_path):
