@@ -282,3 +282,65 @@ def test_pathfinder_prepares_sequences_and_refuses_an_impossible_setting(tmp_pat
     monkeypatch.setattr(pathfinder, "RESTARTS", 2)  # the same refusal, sooner
     with pytest.raises(DataError, match="lower data.distractors or data.segments"):
         data.build(config_for({"name": "pathfinder", "count": 100, "segments": 20, "distractors": 10}, tmp_path))
+
+
+def _damage(path, how: str) -> None:
+    """missing: delete; truncated: keep the first third of the bytes; wrong: replace by text."""
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:max(1, path.stat().st_size // 3)])
+    else:
+        path.write_bytes(b"<html>not the data set</html>\n" * 20)
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "wrong"])
+def test_damaged_mnist_file_is_named_with_what_to_do(idx_folder, tmp_path, how):
+    target = idx_folder / "train-images-idx3-ubyte.gz"
+    _damage(target, how)
+    config = config_for({"name": "smnist", "source": str(idx_folder), "verify_checksum": False, "val_size": 5},
+                        tmp_path)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte") as error:
+        data.build(config)
+    assert any(word in str(error.value) for word in ("replace", "expected the four"))
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "wrong"])
+def test_damaged_cifar_batch_is_named_with_what_to_do(tmp_path, how):
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    write_cifar_batches(folder)
+    _damage(folder / "data_batch_3", how)
+    config = config_for({"name": "scifar", "source": str(tmp_path / "cifar"), "val_size": 5}, tmp_path)
+    with pytest.raises(DataError, match="data_batch_3") as error:
+        data.build(config)
+    assert any(word in str(error.value) for word in ("replace", "holds"))
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "wrong"])
+def test_damaged_fsdd_recording_is_named_with_what_to_do(fsdd_folder, tmp_path, how):
+    target = fsdd_folder / "1_bob_6.wav"
+    _damage(target, how)
+    if how == "truncated":  # a third of a 44-byte header plus audio: the header itself is cut
+        target.write_bytes(target.read_bytes()[:30])
+    config = config_for({"name": "fsdd", "source": str(fsdd_folder), "subsample": 2, "length": 40}, tmp_path)
+    if how == "missing":  # a missing take is simply not part of the data set
+        assert len(data.build(config).y["train"]) + len(data.build(config).y["validation"]) == 3 * 2 * 3 - 1
+        return
+    with pytest.raises(DataError, match="1_bob_6.wav.*replace"):
+        data.build(config)
+
+
+def test_prepare_stage_ends_a_damaged_file_with_its_message_not_a_traceback(idx_folder, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, venv_env
+
+    _damage(idx_folder / "t10k-labels-idx1-ubyte.gz", "truncated")
+    params = {**TINY, "data": {"name": "smnist", "source": str(idx_folder), "verify_checksum": False, "val_size": 5},
+              "tracking": {"enabled": False}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--out", "prepared", "--metrics",
+                           "m.json"], cwd=tmp_path, capture_output=True, text=True, env=venv_env())
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "t10k-labels-idx1-ubyte.gz" in done.stderr and "replace" in done.stderr

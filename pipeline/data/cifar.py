@@ -42,9 +42,16 @@ def _read_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.
                             f"{TEST_BATCH}")
         raw = path.read_bytes()
         digests.append(hashlib.md5(raw).hexdigest())
-        batch = pickle.loads(raw, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        try:
+            batch = pickle.loads(raw, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except Exception as error:  # unpickling reports damage in many ways
+            raise DataError(f"{path}: not a CIFAR-10 python batch ({type(error).__name__}: {error}); the file is "
+                            "truncated or of another kind: replace it with the batch of the CIFAR-10 python "
+                            "version") from None
+        if len(images[-1]) != len(labels[-1]):
+            raise DataError(f"{path}: {len(images[-1])} images but {len(labels[-1])} labels; replace the file")
     return np.concatenate(images), np.concatenate(labels), digests
 
 

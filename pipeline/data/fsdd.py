@@ -21,11 +21,18 @@ TEST_TAKES = range(5)
 
 def read_wav(path: Path) -> np.ndarray:
     """16-bit mono PCM → float array."""
-    with wave.open(str(path)) as f:
-        if f.getsampwidth() != 2 or f.getnchannels() != 1:
-            raise DataError(f"{path}: expected 16-bit mono PCM, got {8 * f.getsampwidth()}-bit, "
-                            f"{f.getnchannels()} channel(s)")
-        return np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32)
+    try:
+        with wave.open(str(path)) as f:
+            if f.getsampwidth() != 2 or f.getnchannels() != 1:
+                raise DataError(f"{path}: expected 16-bit mono PCM, got {8 * f.getsampwidth()}-bit, "
+                                f"{f.getnchannels()} channel(s)")
+            frames = f.readframes(f.getnframes())
+    except (wave.Error, EOFError) as error:
+        raise DataError(f"{path}: not a readable WAV file ({error}); replace it with the recording from the "
+                        "Free Spoken Digit Dataset") from None
+    if len(frames) < 2:
+        raise DataError(f"{path}: holds no audio; replace it with the recording from the Free Spoken Digit Dataset")
+    return np.frombuffer(frames[:len(frames) // 2 * 2], "<i2").astype(np.float32)
 
 
 def clip_to_sequence(audio: np.ndarray, subsample: int, length: int) -> np.ndarray:

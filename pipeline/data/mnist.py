@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +36,33 @@ def read_idx(data: bytes) -> np.ndarray:
     return array.reshape(tuple(int(d) for d in dims))
 
 
-def _read_file(folder: Path, name: str) -> bytes:
+def _read_file(folder: Path, name: str) -> tuple[Path, bytes]:
     for candidate, opener in ((folder / f"{name}.gz", gzip.open), (folder / name, open)):
         if candidate.is_file():
-            with opener(candidate, "rb") as f:
-                return f.read()
+            try:
+                with opener(candidate, "rb") as f:
+                    return candidate, f.read()
+            except (EOFError, OSError, zlib.error) as error:
+                raise DataError(f"{candidate}: cannot be read ({type(error).__name__}: {error}); the file is "
+                                "truncated or corrupt: replace it with a fresh copy of the MNIST file") from None
     raise DataError(f"missing {name}(.gz) in {folder}; expected the four MNIST IDX files: {sorted(IDX_MD5)}")
 
 
 def _from_idx(folder: Path, verify: bool) -> tuple[dict, str]:
     arrays, digests = {}, {}
     for name, expected in IDX_MD5.items():
-        data = _read_file(folder, name)
+        path, data = _read_file(folder, name)
         digests[name] = hashlib.md5(data).hexdigest()
         if verify and digests[name] != expected:
             raise DataError(
-                f"checksum mismatch for {folder / name}: md5 {digests[name]}, expected {expected} "
-                "(the standard MNIST file); set data.verify_checksum: false to use other data in IDX format"
+                f"checksum mismatch for {path}: md5 {digests[name]}, expected {expected} (the standard MNIST "
+                "file; a truncated or damaged copy fails this too); replace the file, or set "
+                "data.verify_checksum: false to use other data in IDX format"
             )
-        arrays[name] = read_idx(data)
+        try:
+            arrays[name] = read_idx(data)
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
     splits = {"train": (arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]),
               "test": (arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"])}
     checksum = hashlib.md5("".join(digests[n] for n in IDX_MD5).encode()).hexdigest()
