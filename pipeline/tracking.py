@@ -139,8 +139,10 @@ class StageRun:
             import mlflow
 
             mlflow.set_tracking_uri(self.uri)
-            with mlflow.start_run(run_id=self.run_id):
-                mlflow.pytorch.log_model(model, name=name, pip_requirements=[f"torch=={torch_version()}"])
+            logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its note on pickle, once per stage
+            with mlflow.start_run(run_id=self.run_id):  # pickle: pt2 would need a traced example input
+                mlflow.pytorch.log_model(model, name=name, pip_requirements=[f"torch=={torch_version()}"],
+                                         serialization_format="pickle")
         except Exception as error:
             warnings.warn(f"MLflow log_model failed ({error}); the checkpoint is still logged as an artefact")
 
@@ -213,7 +215,8 @@ def _open(config: Config, stage: str):
         parent_id = found[0].info.run_id
         client.update_run(parent_id, status="RUNNING")
     else:
-        parent = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={**tags, "run_role": "pipeline"})
+        parent = client.create_run(experiment_id, run_name=f"pipeline {pid}", tags={
+            **tags, "run_role": "pipeline", mlflow_tags.MLFLOW_SOURCE_NAME: "dvc.yaml"})
         parent_id = parent.info.run_id
         _log_params(client, parent_id, params)
     child = client.create_run(experiment_id, run_name=stage, tags={

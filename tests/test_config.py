@@ -77,7 +77,8 @@ def test_relative_paths_are_taken_from_the_params_file(tmp_path):
 
 def test_stage_exits_with_message_before_any_compute(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "pretrain": {"epochs": -1}}))
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "pretrain.py")], cwd=tmp_path,
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "pretrain.py"), "--data", "data/prepared", "--out",
+                             "models/pretrain.ckpt", "--metrics", "metrics/pretrain.json"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "pretrain.epochs = -1" in result.stderr

@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -75,7 +76,8 @@ def test_stage_writes_the_path_and_logs_every_candidate_as_a_nested_run(tmp_path
     spec = importlib.util.spec_from_file_location("mixed_stage", ROOT / "stages" / "mixed_precision.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    stage.main(config)
+    stage.main(config, data=Path("data/prepared"), float_model=Path("models/pretrain.ckpt"),
+               metrics=Path("metrics/mixed_precision.json"), plot=Path("plots/mixed_precision.png"))
     result = json.loads((tmp_path / "metrics" / "mixed_precision.json").read_text())
     # size counts A's bits, not the state's: A is lowered first, then the state at no saving
     assert [p["bits"] for p in result["path"]] == [{"A": 3, "state": 3}, {"A": 2, "state": 3}, {"A": 2, "state": 2}]
