@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from pipeline.config import Config, ConfigError, load
+from pipeline.config import ConfigError, load
 from pipeline.data.common import DataError
 
 

@@ -91,8 +91,8 @@ def stale(project) -> set[str]:
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
-    assert all(f"Running stage '{stage}'" in first
-               for stage in ("prepare", "pretrain", "qat", "sweep_bits", "prune", "finetune", "evaluate", "report"))
+    assert all(f"Running stage '{stage}'" in first for stage in ("check_params", "prepare", "pretrain", "qat",
+                                                                 "sweep_bits", "prune", "finetune", "evaluate", "report"))
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/seconds"} <= set(metrics)
     assert (project / "models" / "pretrain.ckpt").is_file() and (project / "models" / "qat.ckpt").is_file()
@@ -124,6 +124,20 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
         assert f"plots/{name}.png" in shown.stdout
 
     assert "Running stage" not in repro(project)
+    assert stale(project) == set()
+
+    kept = {path: path.read_bytes() for path in sorted((project / "models").iterdir())
+            + sorted((project / "metrics").iterdir()) + sorted((project / "plots").iterdir())}
+    good = (project / "params.yaml").read_text()
+    for bad in (good.replace("all: 4", "all: 0"), good + "evalute:\n  chips: 2\n"):  # a bad value, a typo'd section
+        (project / "params.yaml").write_text(bad)
+        rejected = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True, env=venv_env())
+        assert rejected.returncode != 0 and ("bits.all = 0" in rejected.stderr or "evalute" in rejected.stderr)
+        assert "Running stage 'prepare'" not in rejected.stdout
+        assert all(path.read_bytes() == content for path, content in kept.items())  # nothing lost
+    (project / "params.yaml").write_text(good)
+    again = repro(project)  # only the check runs again; its output has the same bytes, so nothing after it re-runs
+    assert "Running stage 'check_params'" in again and again.count("Running stage") == 1
     assert stale(project) == set()
 
     simulator = project / "pipeline" / "analog" / "simulator.py"  # only the stages that import it go stale
