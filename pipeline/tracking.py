@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
+from urllib.parse import urlsplit
 
 from pipeline.config import Config
 
@@ -36,9 +38,13 @@ def git_sha(cwd: Path) -> str:
     return _git(cwd, "rev-parse", "HEAD") or "unknown"
 
 
+CODE = ("pipeline", "stages", "dvc.yaml", "sweeps/dvc.yaml", "requirements.lock")  # what makes a run's code
+
+
 def git_dirty(cwd: Path) -> str:
-    """'true' when tracked files differ from the commit (the run's code is not exactly `git_sha`)."""
-    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+    """'true' when the tracked code (`CODE`) differs from the commit, i.e. the run's code is not exactly `git_sha`.
+    Outputs are left out: DVC removes a stage's tracked metrics before the stage runs; params are in the run's id."""
+    status = _git(cwd, "status", "--porcelain", "--untracked-files=no", "--", *CODE)
     return "unknown" if status is None else str(bool(status)).lower()
 
 
@@ -187,13 +193,29 @@ def _log_params(client, run_id: str, params: dict[str, str]) -> None:
         client.log_batch(run_id, params=items[start:start + 100])
 
 
+REACH_TIMEOUT = 3.0  # s: a tracking server that does not answer within this is taken as down
+
+
+def check_reachable(uri: str) -> None:
+    """Raise ConnectionError at once if an http(s) tracking server does not accept a connection (MLflow's own
+    client retries for minutes)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=REACH_TIMEOUT).close()
+    except OSError as error:
+        raise ConnectionError(f"no answer from {parts.hostname}:{port} within {REACH_TIMEOUT:g} s ({error})") from None
+
+
 def _open(config: Config, stage: str):
     from mlflow.tracking import MlflowClient
+    from mlflow.utils import mlflow_tags
 
     for name in ("alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    from mlflow.utils import mlflow_tags
-
+    check_reachable(tracking_uri(config))
     client = MlflowClient(tracking_uri(config))
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:  # the default store keeps its artefacts beside the database

@@ -93,6 +93,33 @@ def test_unusable_store_warns_once_and_the_stage_goes_on(tmp_path, capsys):
     assert capsys.readouterr().out.count("WARNING") == 1
 
 
+def test_tracking_server_that_is_down_is_given_up_within_seconds(tmp_path, capsys):
+    import time
+
+    config = parse({**TINY, "tracking": {"uri": "http://127.0.0.1:9"}}, base=tmp_path)  # nothing listens on port 9
+    start = time.perf_counter()
+    with tracking.stage_run(config, "pretrain") as run:
+        run.log_metrics({"val/acc": 1.0})
+    assert time.perf_counter() - start < 2 * tracking.REACH_TIMEOUT and not run.active
+    assert capsys.readouterr().out.count("WARNING") == 1
+
+
+def test_git_dirty_means_changed_code_not_changed_outputs(tmp_path):
+    import subprocess
+
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "pipeline" / "m.py").write_text("x = 1\n")
+    (tmp_path / "metrics" / "qat.json").write_text("{}\n")
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
+    (tmp_path / "metrics" / "qat.json").unlink()  # as DVC does before the stage runs
+    assert tracking.git_dirty(tmp_path) == "false"
+    (tmp_path / "pipeline" / "m.py").write_text("x = 2\n")
+    assert tracking.git_dirty(tmp_path) == "true"
+
+
 def test_flatten():
     assert tracking.flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2]}) == {"a.b": "1", "a.c.d": "None",
                                                                              "e": "[1, 2]"}
