@@ -300,13 +300,15 @@ def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str
     return digest.hexdigest()
 
 
-def resume_point(workdir: str | Path, key: str) -> Optional[Path]:
-    """`workdir`/last.ckpt if it was written by a run with the same `key` (an interrupted or finished run of the
-    same training); otherwise an emptied `workdir` that records `key`, and None."""
+def resume_point(workdir: str | Path, key: str, epochs: int) -> Optional[Path]:
+    """`workdir`/last.ckpt if it was written by an unfinished run (fewer than `epochs` epochs) with the same `key`,
+    i.e. an interrupted run of the same training; otherwise an emptied `workdir` that records `key`, and None (a
+    finished run is trained again: `dvc repro -f` retrains)."""
     workdir = Path(workdir)
     last, recorded = workdir / "last.ckpt", workdir / "run_key"
     if last.is_file() and recorded.is_file() and recorded.read_text() == key:
-        return last
+        if len(_callback_state(last, EpochReport.__name__)["history"]) < epochs:
+            return last
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     recorded.write_text(key)
@@ -326,7 +328,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     Re-running the same training (same `run_key`) in the same `workdir` resumes from its last checkpoint; with
     per-epoch batches and seeds, the result equals that of an uninterrupted run."""
     L.seed_everything(config.seed, workers=True, verbose=False)
-    resume = resume_point(workdir, run_key(module, config, schedule))
+    resume = resume_point(workdir, run_key(module, config, schedule), schedule.epochs)
     if resume is not None:
         print(f"resuming from {resume} (same params and starting weights)", flush=True)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)

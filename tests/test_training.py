@@ -107,12 +107,15 @@ def test_same_params_give_identical_results_and_an_interrupted_run_resumes_to_th
     assert all(torch.equal(runs["a"][0].state_dict()[k], w) for k, w in _weights(resumed).items())
 
 
-def test_a_workdir_of_other_params_is_cleared_not_resumed(tmp_path):
+def test_only_an_unfinished_run_of_the_same_params_is_resumed(tmp_path):
     workdir = tmp_path / "work"
-    assert resume_point(workdir, "key1") is None
-    (workdir / "last.ckpt").write_text("checkpoint")
-    assert resume_point(workdir, "key1") == workdir / "last.ckpt"
-    assert resume_point(workdir, "key2") is None and not (workdir / "last.ckpt").exists()
+    assert resume_point(workdir, "key1", epochs=3) is None
+    torch.save({"callbacks": {"EpochReport": {"history": [{"epoch": 0}, {"epoch": 1}]}}}, workdir / "last.ckpt")
+    assert resume_point(workdir, "key1", epochs=3) == workdir / "last.ckpt"  # interrupted after 2 of 3 epochs
+    assert resume_point(workdir, "key1", epochs=2) is None  # finished: trained again (dvc repro -f)
+    assert not (workdir / "last.ckpt").exists()
+    torch.save({"callbacks": {"EpochReport": {"history": [{"epoch": 0}]}}}, workdir / "last.ckpt")
+    assert resume_point(workdir, "key2", epochs=3) is None and not (workdir / "last.ckpt").exists()
     assert (workdir / "run_key").read_text() == "key2"
 
 
