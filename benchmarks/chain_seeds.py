@@ -26,7 +26,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pipeline.gate import read_gates  # noqa: E402
+from pipeline.gate import TOLERANCES, current, read_gates  # noqa: E402
 
 GATED_STAGES = ("prepare", "pretrain", "qat", "prune", "finetune", "evaluate")
 
@@ -58,17 +58,15 @@ def chain(seed: int, overrides: list[str], scratch: Path) -> dict[str, float]:
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (folder / "stages").symlink_to(ROOT / "stages")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CI": "1"}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CI": "1"}
     commands = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in GATED_STAGES:
         done = subprocess.run(commands[stage]["cmd"], shell=True, cwd=folder, env=env, capture_output=True, text=True)
         (folder / f"{stage}.log").write_text(done.stdout + done.stderr)
         if done.returncode:
             raise RuntimeError(f"seed {seed}: stage {stage} failed:\n{done.stderr[-2000:]}")
-    values = {}
-    for gate in read_gates(ROOT / "regression" / "tolerances.yaml")[0]:
-        values[gate.name] = float(json.loads((folder / gate.file).read_text())[gate.key])
-    return values
+    return current(read_gates(ROOT / TOLERANCES)[0], folder)
 
 
 def main() -> None:

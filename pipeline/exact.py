@@ -91,9 +91,9 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     out |= _prefixed("qat", scores(qat_module.model, x_test, y_test, qat_module.eval_mode))
     bits = quant["bits"]
     meta = (h.d_in, h.n_classes)
-    dense = dict(n_layers=h.model["n_layers"], d_model=h.model["d_model"], d_state=h.model["d_state"])
-    out |= _prefixed("cost/float", model_proxies(*dense.values(), *meta, {}))
-    out |= _prefixed("cost/qat", model_proxies(*dense.values(), *meta, bits))
+    shape = (h.model["n_layers"], h.model["d_model"], h.model["d_state"], *meta)
+    out |= _prefixed("cost/float", model_proxies(*shape, {}))
+    out |= _prefixed("cost/qat", model_proxies(*shape, bits))
 
     accuracy_pruned = pruned_copy(qat_module)
     search = prune(accuracy_pruned.model, x_val, y_val, qat_module.eval_mode, 0.01, criterion="accuracy")

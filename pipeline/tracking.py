@@ -67,9 +67,12 @@ def project_root(config: Config) -> Path:
     return Path(root).resolve() if root else config.path(".")
 
 
+def default_uri(config: Config) -> str:
+    return f"sqlite:///{project_root(config) / 'mlflow.db'}"
+
+
 def tracking_uri(config: Config) -> str:
-    return (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{project_root(config) / 'mlflow.db'}")
+    return config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(config)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -215,12 +218,12 @@ def _open(config: Config, stage: str):
 
     for name in ("alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    check_reachable(tracking_uri(config))
-    client = MlflowClient(tracking_uri(config))
+    uri = tracking_uri(config)
+    check_reachable(uri)
+    client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:  # the default store keeps its artefacts beside the database
-        default = not (config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))
-        artifacts = (project_root(config) / "mlartifacts").as_uri() if default else None
+        artifacts = (project_root(config) / "mlartifacts").as_uri() if uri == default_uri(config) else None
         experiment_id = client.create_experiment(config.tracking.experiment, artifact_location=artifacts)
         client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
     else:

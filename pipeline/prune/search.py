@@ -107,10 +107,12 @@ def prune(model: S4DClassifier, x_val: torch.Tensor, y_val: torch.Tensor, mode: 
         raise ValueError(f"criterion = {criterion!r}: allowed {list(CRITERIA)}")
     layers = attach_masks(model)
     baseline = scores(model, x_val, y_val, mode)
-    if criterion == "accuracy":
-        score, floor = lambda: accuracy(model, x_val, y_val, mode), baseline["accuracy"] - tolerance  # noqa: E731
-    else:
-        score, floor = lambda: -scores(model, x_val, y_val, mode)["loss"], -baseline["loss"] * (1 + tolerance)  # noqa: E731
+    sign = 1 if criterion == "accuracy" else -1  # greedy keeps score ≥ floor: the loss enters negated
+
+    def score() -> float:
+        return sign * scores(model, x_val, y_val, mode)[criterion]
+
+    floor = baseline["accuracy"] - tolerance if criterion == "accuracy" else -baseline["loss"] * (1 + tolerance)
     removed = {g: greedy(GRANULARITIES[g](model, layers), score, floor) for g in granularities}
     after = scores(model, x_val, y_val, mode)
     return {"baseline_val_acc": baseline["accuracy"], "val_acc": after["accuracy"],
