@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from pipeline.config import ConfigError, load
 from pipeline.data.common import DataError
-
 
 
 def write_metrics(path: Path, metrics: dict) -> Path:
@@ -20,11 +20,24 @@ def write_metrics(path: Path, metrics: dict) -> Path:
     return path
 
 
-def publish(run, module, metrics: dict, data: Path, workdir: Path, out: Path, metrics_path: Path) -> None:
-    """Copy the best checkpoint of `workdir` to `out`; write the metrics file; log them, the metrics, the data set
-    trained on and `module` (the trained LightningModule) as the run's model."""
+MODEL_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """Write the Lightning `checkpoint` reduced to what loading the model needs (`MODEL_KEYS`) to `out`. Optimizer,
+    loop and callback states are left out: the last holds wall-clock times, which would give two trainings with
+    identical weights files of different hashes, and DVC would re-run every later stage."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(workdir / "best.ckpt", out)
+    full = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    torch.save({key: full[key] for key in MODEL_KEYS if key in full}, out)
+    return out
+
+
+def publish(run, module, metrics: dict, data: Path, workdir: Path, out: Path, metrics_path: Path) -> None:
+    """Export the best checkpoint of `workdir` to `out` (weights and hyperparameters: the same results give the
+    same bytes); write the metrics file; log them, the metrics, the data set trained on and `module` (the trained
+    LightningModule) as the run's model."""
+    export_checkpoint(workdir / "best.ckpt", out)
     run.log_metrics(metrics, step=metrics.get("train/epochs"))
     run.log_artifact(out)
     run.log_artifact(write_metrics(metrics_path, metrics))

@@ -229,7 +229,7 @@ class EpochSeed(L.Callback):
 
 
 def quiet_lightning() -> None:
-    """One summary line per epoch instead of Lightning's banners and tips."""
+    """No banners (accelerator lines), tips or advertisements from Lightning: the stages print their own lines."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
@@ -238,8 +238,7 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
     checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
     interactive = show_progress()
-    if not interactive:
-        quiet_lightning()
+    quiet_lightning()
     best, last = (L.pytorch.callbacks.ModelCheckpoint(
         dirpath=str(workdir), filename=name, monitor=monitor, mode="max", save_top_k=1,
         save_on_train_epoch_end=True, enable_version_counter=False) for name, monitor in BEST_AND_LAST)
@@ -251,7 +250,7 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
         precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
         callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed),
                    *callbacks],
-        enable_progress_bar=interactive, enable_model_summary=interactive, num_sanity_val_steps=0,
+        enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
     )
 
 

@@ -174,3 +174,19 @@ def test_preset_values_are_cited_in_the_table():
 def test_time_labels():
     assert [duration(t) for t in (1.0, 3600.0, 86400.0, 31536000.0, 90.0, 120.0, 2.5)] == \
         ["1s", "1h", "1d", "1y", "90s", "2min", "2.5s"]
+
+
+def test_crossbar_evaluation_reports_each_device_and_time_as_it_finishes(capsys):
+    from pipeline.analog.evaluation import crossbar_accuracy
+    from pipeline.training import ClassifierModule
+
+    config = parse({**TINY, "evaluate": {**TINY["evaluate"], "devices": ["ideal", "rram"], "chips": 2,
+                                         "times": [1.0, 3600.0]}})
+    torch.manual_seed(0)
+    module = ClassifierModule(1, 10, config.model.model_dump(), config.pretrain.model_dump())
+    x, y = torch.randn(8, 16, 1), torch.randint(0, 10, (8,))
+    curves, _ = crossbar_accuracy(module, x, y, [x], config.evaluate)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["crossbar ideal at 1s", "crossbar ideal at 1h",
+                                                      "crossbar rram at 1s", "crossbar rram at 1h"]
+    assert f"accuracy {curves['rram']['1h']['mean']:.4f}" in lines[3] and "2 chips" in lines[3]

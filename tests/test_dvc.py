@@ -77,6 +77,23 @@ def test_every_path_in_the_command_is_declared(stage):
             assert path in files, f"{flag} {path} is neither a dep nor an output"
 
 
+def test_sweep_results_stay_out_of_the_default_metrics_and_plots():
+    sweeps = yaml.safe_load((ROOT / "sweeps/dvc.yaml").read_text())["stages"].values()
+    assert not any(stage.get("metrics") or stage.get("plots") for stage in sweeps)
+
+
+@pytest.mark.parametrize("params", ["params.yaml", *(f"presets/{p.name}" for p in sorted((ROOT / "presets").glob("*.yaml")))])
+def test_setting_one_key_with_dvc_rewrites_only_that_line(params, tmp_path):
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls
+
+    copy = tmp_path / "params.yaml"
+    copy.write_text((ROOT / params).read_text())
+    apply_overrides(copy, ["pretrain.lr=0.123"])
+    before, after = (ROOT / params).read_text().splitlines(), copy.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and len(changed) == 1 and changed[0][1].split("#")[0].strip() == "lr: 0.123", changed
+
+
 def repro(project) -> str:
     result = subprocess.run(["dvc", "repro"], cwd=project, capture_output=True, text=True, env=venv_env())
     assert result.returncode == 0, result.stdout + result.stderr

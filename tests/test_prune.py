@@ -60,12 +60,16 @@ def test_masks_compose_with_quantization_and_survive_save_and_load(tmp_path):
     assert fractions(attach_masks(loaded.model))["pruned/layer0/structured_frac"] == 1 / layers[0].mode.keep.numel()
 
 
-def test_tolerance_zero_never_lowers_validation_accuracy(tiny, tmp_path):
+def test_tolerance_zero_never_lowers_validation_accuracy(tiny, tmp_path, capsys):
     data.prepare(tiny, tmp_path / "prepared")
     float_module, _ = fit_classifier(tiny, tmp_path / "prepared", tmp_path / "fit")
     x, y = load_split(tmp_path / "prepared", "validation").tensors
     model = pruned_copy(float_module).model
+    capsys.readouterr()
     result = prune(model, x, y, "conv", tolerance=0.0)
+    lines = capsys.readouterr().out.splitlines()  # one line per granularity, as each finishes
+    assert [line.split(":")[0] for line in lines] == [f"prune search, {g}" for g in result["removed"]]
+    assert all(f": {n} of " in line for line, n in zip(lines, result["removed"].values()))
     assert result["val_acc"] >= result["baseline_val_acc"]
     assert accuracy(model, x, y, "conv") == result["val_acc"]
     assert sum(result["removed"].values()) > 0  # something was prunable for free

@@ -6,6 +6,7 @@ import torch
 
 from pipeline import data
 from pipeline.data.datamodule import load_split
+from pipeline.stage import export_checkpoint
 from pipeline.training import ClassifierModule, fit_classifier, resume_point
 
 
@@ -96,6 +97,11 @@ def test_same_params_give_identical_results_and_an_interrupted_run_resumes_to_th
     same = [{k: v for k, v in metrics.items() if k not in timing} for _, metrics in runs.values()]
     assert same[0] == same[1]
     assert all(torch.equal(runs["a"][0].state_dict()[k], w) for k, w in _weights(runs["b"][0]).items())
+    exported = [export_checkpoint(tmp_path / name / "best.ckpt", tmp_path / f"out_{name}" / "model.ckpt")
+                for name in ("a", "b")]
+    assert exported[0].read_bytes() == exported[1].read_bytes()  # no wall times: the same results hash the same
+    reloaded = ClassifierModule.load_from_checkpoint(exported[0], map_location="cpu")
+    assert all(torch.equal(reloaded.state_dict()[k], w) for k, w in _weights(runs["a"][0]).items())
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_classifier(config, tmp_path / "prepared", tmp_path / "c", callbacks=[CrashAfter(1)])
@@ -149,3 +155,15 @@ def test_last_checkpoint_is_rewritten_every_epoch_even_without_improvement(tiny,
     best = torch.load(tmp_path / "work" / "best.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2 and best["epoch"] == 0  # validation accuracy never improved after epoch 0
     assert metrics["train/epochs"] == 3
+
+
+def test_training_on_a_terminal_prints_no_banners_tips_or_summary(tiny, tmp_path, capfd, monkeypatch):
+    import pipeline.training
+
+    monkeypatch.setattr(pipeline.training, "show_progress", lambda: True)  # as on an interactive terminal
+    one_epoch = tiny.model_copy(update={"pretrain": tiny.pretrain.model_copy(update={"epochs": 1})})
+    data.prepare(one_epoch, tmp_path / "prepared")
+    capfd.readouterr()
+    fit_classifier(one_epoch, tmp_path / "prepared", tmp_path / "work")
+    printed = "".join(capfd.readouterr())
+    assert not any(noise in printed for noise in ("GPU available", "TPU available", "Tip", "Total params", "| Name"))

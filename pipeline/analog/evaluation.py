@@ -3,6 +3,7 @@ device, and the energy per inference against digital baselines."""
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Iterable
 
 import torch
@@ -34,7 +35,8 @@ def range_batches(train_x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, calibration: list[torch.Tensor],
                       settings: EvaluateConfig, seed: int = 0, on: str = "cpu"
                       ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[TileProgram]]]:
-    """({device: {time label: {"mean", "std", "min"}}} over chips, {device: tile programs})."""
+    """({device: {time label: {"mean", "std", "min"}}} over chips, {device: tile programs}); one line per device
+    and time as each finishes."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
     measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
@@ -42,12 +44,15 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
         programs[name] = program_all(measured, device)
         curves[name] = {}
         for t in settings.times:
+            start = time.perf_counter()
             chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,
                               seed)
             torch.manual_seed(seed)  # read noise
             accs = chip_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
-            curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
-                                         "min": min(accs)}
+            point = curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
+                                                 "min": min(accs)}
+            print(f"crossbar {name} at {duration(t)}: {settings.chips} chips, accuracy {point['mean']:.4f} ± "
+                  f"{point['std']:.4f} on {len(y)} samples ({time.perf_counter() - start:.1f} s)", flush=True)
     return curves, programs
 
 

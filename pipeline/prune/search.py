@@ -11,6 +11,7 @@ removed in chunks that double after every success and halve after every failure,
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -100,7 +101,8 @@ CRITERIA = ("accuracy", "loss")
 def prune(model: S4DClassifier, x_val: torch.Tensor, y_val: torch.Tensor, mode: str, tolerance: float,
           granularities: tuple[str, ...] = ("structured", "unstructured", "mixing"),
           criterion: str = "accuracy") -> dict:
-    """Attach masks and prune each granularity in turn while `criterion` (module docstring) holds."""
+    """Attach masks and prune each granularity in turn while `criterion` (module docstring) holds; one line per
+    granularity reports what it removed."""
     if tolerance < 0:
         raise ValueError(f"tolerance = {tolerance}: must be ≥ 0")
     if criterion not in CRITERIA:
@@ -108,12 +110,21 @@ def prune(model: S4DClassifier, x_val: torch.Tensor, y_val: torch.Tensor, mode: 
     layers = attach_masks(model)
     baseline = scores(model, x_val, y_val, mode)
     sign = 1 if criterion == "accuracy" else -1  # greedy keeps score ≥ floor: the loss enters negated
+    evaluations = 0
 
     def score() -> float:
+        nonlocal evaluations
+        evaluations += 1
         return sign * scores(model, x_val, y_val, mode)[criterion]
 
     floor = baseline["accuracy"] - tolerance if criterion == "accuracy" else -baseline["loss"] * (1 + tolerance)
-    removed = {g: greedy(GRANULARITIES[g](model, layers), score, floor) for g in granularities}
+    removed = {}
+    for granularity in granularities:
+        candidates, start, evaluations = GRANULARITIES[granularity](model, layers), time.perf_counter(), 0
+        removed[granularity] = greedy(candidates, score, floor)
+        print(f"prune search, {granularity}: {removed[granularity]} of {len(candidates)} removed "
+              f"({evaluations} evaluations on {len(y_val)} validation samples, {time.perf_counter() - start:.1f} s)",
+              flush=True)
     after = scores(model, x_val, y_val, mode)
     return {"baseline_val_acc": baseline["accuracy"], "val_acc": after["accuracy"],
             "baseline_val_loss": baseline["loss"], "val_loss": after["loss"], "removed": removed, "layers": layers}
