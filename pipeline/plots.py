@@ -18,6 +18,17 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _log_axis(axis, values: list[float]) -> None:
+    """A log scale for `axis` that is labelled even when `values` lie within one decade (no power of ten inside):
+    plain numbers at every integer multiple of the power of ten below them."""
+    axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
+    low, high = min(values), max(values)
+    if high < 10 * low:
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=range(1, 10)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_bit_sweep(results: dict, path: str | Path) -> Path:
     """Test accuracy vs bits, one panel per component: PTQ dashed, QAT solid, float as a grey line."""
     components = [c for c in results if c != "float"]
@@ -70,16 +81,18 @@ def plot_crossbar_accuracy(curves: dict[str, dict[str, dict[str, float]]], softw
 
 
 def plot_energy(breakdown: dict[str, float], baselines: dict[str, float], path: str | Path) -> Path:
-    """Energy per inference: the analog chip's breakdown by component beside the digital baselines (log scale)."""
+    """Energy per inference: the analog chip's breakdown by component (log scale: the parts span decades) beside
+    the totals of the chip and the digital baselines (linear from zero, so bar heights compare as ratios)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [2, 1]})
     parts = sorted(breakdown, key=breakdown.get, reverse=True)
     left.barh(parts, [breakdown[p] for p in parts])
     left.set_xscale("log")
-    left.set_xlabel("pJ per inference (analog chip)")
+    left.set_xlabel("pJ per inference (analog chip, log scale)")
     totals = {"analog\nchip": sum(breakdown.values()), **{name.replace(" ", "\n"): v for name, v in baselines.items()}}
-    right.bar(list(totals), list(totals.values()), color=["C0"] + ["C7"] * len(baselines))
-    right.set_yscale("log")
-    right.set_ylabel("pJ per inference")
+    bars = right.bar(list(totals), [v / 1e6 for v in totals.values()], color=["C0"] + ["C7"] * len(baselines))
+    right.bar_label(bars, [f"{v / 1e6:.3g}" for v in totals.values()], fontsize=8)
+    right.set_ylim(0, 1.15 * max(totals.values()) / 1e6)
+    right.set_ylabel("µJ per inference")
     return _save(fig, path)
 
 
@@ -130,10 +143,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plot_pareto(points: dict[str, tuple[float, float]], current: str, path: str | Path) -> Path:
-    """Accuracy vs energy per inference (log x) of every point (a model or a run), each named; the Pareto front
-    joined; `current` highlighted."""
+    """Accuracy vs energy per inference (points in pJ, drawn in µJ on a log axis) of every point (a model or a
+    run), each named; the Pareto front joined; `current` highlighted."""
     names = list(points)
-    xy = [points[n] for n in names]
+    xy = [(energy / 1e6, accuracy) for energy, accuracy in (points[n] for n in names)]
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.scatter([p[0] for p in xy], [p[1] for p in xy], color="C7", s=18)
     for name, (x, y) in zip(names, xy):
@@ -141,10 +154,9 @@ def plot_pareto(points: dict[str, tuple[float, float]], current: str, path: str 
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "o-", color="C0", label="Pareto front")
     if current in points:
-        ax.scatter(*points[current], marker="*", s=160, color="C3", zorder=3, label=current)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("energy per inference (pJ)")
+        ax.scatter(*xy[names.index(current)], marker="*", s=160, color="C3", zorder=3, label=current)
+    _log_axis(ax.xaxis, [p[0] for p in xy])
+    ax.set_xlabel("energy per inference (µJ)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -159,8 +171,7 @@ def plot_bit_descent(result: dict, path: str | Path) -> Path:
     ax.plot([c["cost"] for c in result["path"]], [c["val_acc"] for c in result["path"]], "o-", color="C0",
             label="accepted")
     ax.axhline(result["cutoff"], color="C3", lw=1, ls="--", label="cutoff")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _log_axis(ax.xaxis, [c["cost"] for c in tried])
     ax.set_xlabel(result["cost"])
     ax.set_ylabel("validation accuracy")
     ax.legend(fontsize=8)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.config import COMPONENTS
+from pipeline.config import COMPONENTS, Config
 
-MODELS = ("float", "PTQ", "QAT", "pruned")
+MODELS = ("float", "PTQ", "QAT", "pruned", "fine-tuned")
 NOISE_ORDER = ("float", "qat", "finetuned")
 COSTS = {"ace": "ACE", "size_bits": "model size (bits)", "adc": "ADC (bits/step)", "energy_pj": "energy (pJ)"}
 
@@ -19,22 +19,51 @@ COSTS = {"ace": "ACE", "size_bits": "model size (bits)", "adc": "ADC (bits/step)
 @dataclass
 class ReportInputs:
     title: str
+    settings: list[str]  # what was run, one line per step (`settings`)
     metrics: dict[str, dict]  # metrics file stem → its contents
     energy: dict[str, float]  # model → pJ per inference on the first device's chip
     times: list[str]  # the crossbar evaluation's time labels, in order
 
 
+def settings(config: Config) -> list[str]:
+    """The run's settings that the report's numbers depend on, one line per step."""
+    c, m = config, config.model
+    pr, ft, ev = c.prune, c.finetune, c.evaluate
+    bits = ", ".join(f"{k} {v}" for k, v in c.qat.bits.items())
+    budget = f"validation loss ≤ +{pr.loss_tolerance:.0%}" if pr.criterion == "loss" else \
+        f"validation accuracy ≥ −{100 * pr.tolerance:g} pp"
+    return [f"data `{c.data.name}`, seed {c.seed}; model {m.n_layers} layers, H {m.d_model}, N {m.d_state}",
+            f"float pretraining: {c.pretrain.epochs} epochs",
+            f"QAT: target `{c.qat.target}`, bits {bits}, scale `{c.qat.scale}`, {c.qat.epochs} epochs from the float "
+            f"model (PTQ: the float weights at the same bits, calibrated, not trained)",
+            f"pruning: {budget}, then {pr.epochs} recovery epochs",
+            f"noise-aware fine-tuning: σ_rel {ft.sigma:g}, {ft.epochs} epochs",
+            f"crossbar: {', '.join(ev.devices)}; {ev.chips} chips each; DAC {ev.dac_bits} bits, ADC {ev.adc_bits} bits; "
+            f"{ev.tile_rows}×{ev.tile_cols} tiles"]
+
+
 def costs(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, dict[str, float]]:
-    """model → {cost (a key of COSTS) → value}, float → PTQ → QAT → pruned."""
+    """model → {cost (a key of COSTS) → value}, in the order of MODELS; the fine-tuned model has the pruned model's
+    masks and bits, so its proxies are the pruned model's."""
     qat, pruned = metrics["qat"], metrics["prune"]
-    sources = {"float": (qat, "float/"), "PTQ": (qat, "ptq/"), "QAT": (qat, ""), "pruned": (pruned, "")}
+    sources = {"float": (qat, "float/"), "PTQ": (qat, "ptq/"), "QAT": (qat, ""), "pruned": (pruned, ""),
+               "fine-tuned": (pruned, "")}
     return {model: {**{key: source[f"{prefix}cost/{key}"] for key in COSTS if key != "energy_pj"},
                     "energy_pj": energy[model]} for model, (source, prefix) in sources.items()}
 
 
 def accuracies(metrics: dict[str, dict]) -> dict[str, float]:
     return {"float": metrics["pretrain"]["test/acc"], "PTQ": metrics["qat"]["ptq/test/acc"],
-            "QAT": metrics["qat"]["test/acc"], "pruned": metrics["prune"]["test/acc"]}
+            "QAT": metrics["qat"]["test/acc"], "pruned": metrics["prune"]["test/acc"],
+            "fine-tuned": metrics["finetune"]["test/acc"]}
+
+
+def headline(metrics: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """The few numbers a comparison of runs starts from (`dvc metrics show metrics/headline.json`)."""
+    crossbar = metrics["crossbar"]
+    return {"test_acc": {model.lower().replace("-", ""): value for model, value in accuracies(metrics).items()},
+            "chip": {"acc_mean": crossbar["crossbar/acc_mean"], "acc_std": crossbar["crossbar/acc_std"],
+                     "uj": crossbar["energy/pj_per_inference"] / 1e6, "vs_int8": crossbar["energy/ratio_int8"]}}
 
 
 def layer_fractions(prune: dict) -> dict[str, dict[str, float]]:
@@ -82,9 +111,10 @@ def _chips(point: dict[str, float]) -> str:
 def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
     m = inputs.metrics
     cost_table, acc = costs(m, inputs.energy), accuracies(m)
-    lines = [f"# {inputs.title}", "", "Test accuracy on the test split; costs "
-             "per QS4D's proxies (ACE and ADC per time step) and energy per inference on the simulated chip.", "",
-             "## From float to the pruned model", "",
+    lines = [f"# {inputs.title}", "", *(f"- {line}" for line in inputs.settings), "",
+             "Test accuracy on the whole test split; costs per QS4D's proxies (ACE and ADC per time step) and energy "
+             "per inference on the simulated chip.", "",
+             "## From float to the fine-tuned model", "",
              table(["model", "test accuracy", *COSTS.values()],
                     [[model, _percent(acc[model]), *(cost_table[model][k] for k in COSTS)] for model in MODELS]), "",
              f"![costs]({plots}/costs.png)", ""]
@@ -117,9 +147,10 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
     crossbar = m["crossbar"]
     curves = crossbar_curves(crossbar, inputs.times)
     lines += ["## On simulated crossbars", "",
-              f"{crossbar['chips']} chips per device, {crossbar['test_samples']} test sequences; mean ± std over "
-              f"chips (worst chip). Software: {_percent(crossbar['software/acc'])}. {crossbar['tiles']} tiles, "
-              f"{crossbar['cells']} cells.", "",
+              f"The fine-tuned model on {crossbar['chips']} chips per device and the first {crossbar['test_samples']} "
+              f"test sequences; mean ± std over chips (worst chip). In software the same model scores "
+              f"{_percent(crossbar['software/acc'])} on these sequences ({_percent(acc['fine-tuned'])} on the whole "
+              f"test split, as above). {crossbar['tiles']} tiles, {crossbar['cells']} cells.", "",
               table(["device", *inputs.times], [[device, *(_chips(p) for p in curve.values())]
                                           for device, curve in curves.items()]), "",
               f"![crossbar accuracy]({plots}/crossbar_accuracy.png)", "",
@@ -135,7 +166,8 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
 
 
 def model_points(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """model → (energy per inference in pJ, test accuracy), with the crossbar result as "on chip"."""
+    """model → (energy per inference in pJ, test accuracy), with the crossbar result as "on chip" (the fine-tuned
+    model on the chips)."""
     acc, crossbar = accuracies(metrics), metrics["crossbar"]
     return {**{model: (energy[model], acc[model]) for model in MODELS},
             "on chip": (crossbar["energy/pj_per_inference"], crossbar["crossbar/acc_mean"])}

@@ -20,6 +20,7 @@ def write_metrics(path: Path, metrics: dict) -> Path:
     return path
 
 
+WALL_CLOCK = ("train/seconds", "train/samples_per_s")  # logged to MLflow, kept out of the metrics files
 MODEL_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
 
 
@@ -34,13 +35,14 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
 
 
 def publish(run, module, metrics: dict, data: Path, workdir: Path, out: Path, metrics_path: Path) -> None:
-    """Export the best checkpoint of `workdir` to `out` (weights and hyperparameters: the same results give the
-    same bytes); write the metrics file; log them, the metrics, the data set trained on and `module` (the trained
+    """Export the best checkpoint of `workdir` to `out`; write the metrics file without the wall-clock timings
+    (both files have the same bytes whenever the results are the same, so DVC re-runs nothing after a retrain to
+    the same weights); log all metrics, both files, the data set trained on and `module` (the trained
     LightningModule) as the run's model."""
     export_checkpoint(workdir / "best.ckpt", out)
     run.log_metrics(metrics, step=metrics.get("train/epochs"))
     run.log_artifact(out)
-    run.log_artifact(write_metrics(metrics_path, metrics))
+    run.log_artifact(write_metrics(metrics_path, {k: v for k, v in metrics.items() if k not in WALL_CLOCK}))
     run.log_dataset(data)
     run.log_model(module.model)
 

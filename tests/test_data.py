@@ -49,6 +49,15 @@ def test_digits_prepared_shapes_classes_and_splits(tmp_path):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
 
 
+def test_a_validation_split_too_small_to_select_on_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"data\.val_fraction = 1e-06 gives 1 validation samples for 10 classes.*at "
+                                        r"least 100"):
+        data.prepare(config_for({"name": "digits", "val_fraction": 1e-6}, tmp_path), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+    meta = data.prepare(config_for({"name": "digits", "val_fraction": 0.06}, tmp_path), tmp_path / "out")
+    assert meta["splits"]["validation"] == round(0.06 * 1797) >= 100
+
+
 def test_training_batches_follow_the_seeded_epoch_permutation_and_drop_the_remainder(tmp_path):
     data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
     module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)

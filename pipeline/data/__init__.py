@@ -8,6 +8,18 @@ from pipeline.config import Config
 from pipeline.data.common import DataError, Prepared
 
 META = "meta.json"
+MIN_VALIDATION_PER_CLASS = 10  # the best checkpoint and the pruning search decide on the validation split
+
+
+def check_validation_size(prepared: Prepared, config: Config) -> None:
+    """Refuse a validation split too small to select on: fewer than MIN_VALIDATION_PER_CLASS samples per class."""
+    size, classes = len(prepared.y["validation"]), len(prepared.classes)
+    if size < MIN_VALIDATION_PER_CLASS * classes:
+        key = "val_size" if hasattr(config.data, "val_size") else "val_fraction"
+        raise DataError(
+            f"data.{key} = {getattr(config.data, key)} gives {size} validation samples for {classes} classes: "
+            f"checkpoint selection and pruning decide on them, so at least {MIN_VALIDATION_PER_CLASS * classes} "
+            f"({MIN_VALIDATION_PER_CLASS} per class) are needed; raise data.{key}")
 
 
 def build(config: Config) -> Prepared:
@@ -21,7 +33,8 @@ def build(config: Config) -> Prepared:
 
 
 def prepare(config: Config, out_dir: str | Path) -> dict:
-    """Build the data set, save it with `save_to_disk` to `out_dir` and return its metadata."""
+    """Build the data set, check its validation split's size, save it with `save_to_disk` to `out_dir` and return
+    its metadata."""
     import datasets
 
     from pipeline.progress import show_progress
@@ -29,6 +42,7 @@ def prepare(config: Config, out_dir: str | Path) -> dict:
     if not show_progress():
         datasets.disable_progress_bars()
     prepared = build(config)
+    check_validation_size(prepared, config)
     out_dir = Path(out_dir)
     prepared.to_dataset_dict().save_to_disk(str(out_dir))
     meta = prepared.meta(config.data.name)

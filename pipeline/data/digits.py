@@ -14,7 +14,7 @@ def prepare(config: Config) -> Prepared:
     digits = load_digits()
     x, y = as_sequences(digits.data / 16.0), digits.target.astype("int64")
     rest, test = split_off(x, y, round(cfg.test_fraction * len(y)), seed)
-    train, val = split_off(*rest, round(cfg.val_fraction * len(y)), seed + 1)
+    train, val = split_off(*rest, max(1, round(cfg.val_fraction * len(y))), seed + 1)
     return Prepared(
         x={"train": train[0], "validation": val[0], "test": test[0]},
         y={"train": train[1], "validation": val[1], "test": test[1]},
