@@ -6,9 +6,9 @@ import json
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import torch
 import yaml
@@ -17,7 +17,7 @@ from pipeline import data
 from pipeline.config import Config, parse
 
 
-def load_preset(preset: str | Path, pretrain_epochs: int, source: Optional[str] = None,
+def load_preset(preset: str | Path, pretrain_epochs: int, source: str | None = None,
                 overrides: Sequence[str] = ()) -> Config:
     """The preset's params with `pretrain.epochs` set, tracking off, optionally another data source, and
     `section.key=value` overrides (the value read as YAML)."""
@@ -68,7 +68,7 @@ class Report(dict):
         self.out.write_text(json.dumps(self, indent=2, default=str))
 
 
-def keep_checkpoint(run: Path, folder: Optional[Path], name: str) -> None:
+def keep_checkpoint(run: Path, folder: Path | None, name: str) -> None:
     """Copy the training run's best checkpoint to folder/<name>.ckpt (nothing when folder is None)."""
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,12 @@ from bench_config import Report, accelerator, keep_checkpoint, load_preset
 from simulator_speed import sequences_per_s
 
 from pipeline import data
-from pipeline.analog.evaluation import crossbar_accuracy, duration, energy_metrics, layout_metrics
-from pipeline.analog.robustness import finetune
 from pipeline.data.datamodule import load_split
-from pipeline.prune.recover import prune_and_recover
 from pipeline.prune.search import accuracy
-from pipeline.quant.ptq import compare
+from pipeline.steps.evaluate import crossbar_accuracy, duration, energy_metrics, layout_metrics
+from pipeline.steps.finetune import finetune
+from pipeline.steps.prune import prune_and_recover
+from pipeline.steps.qat import compare
 from pipeline.training import ClassifierModule, fit_classifier
 
 

@@ -3,7 +3,7 @@
     python benchmarks/mixed_precision.py --preset presets/mnist1d.yaml --pretrain-epochs 20 --start-bits 6 \\
         --cost ace --out out.json --plot out.png
 
-Trains the float model (or reuses --keep/float.ckpt), runs the search of pipeline/mixed_precision.py with the
+Trains the float model (or reuses --keep/float.ckpt), runs the search of pipeline/steps/mixed_precision.py with the
 preset's `mixed_precision` section and the overrides given here, and writes the result JSON (path, rounds,
 final bits, seconds) and its plot.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from bench_config import device_name, load_preset
 
 from pipeline import data
-from pipeline.mixed_precision import search
 from pipeline.plots import plot_bit_descent
+from pipeline.steps.mixed_precision import search
 from pipeline.training import ClassifierModule, fit_classifier
 
 

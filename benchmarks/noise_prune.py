@@ -17,10 +17,10 @@ from pathlib import Path
 
 from bench_config import Report, accelerator, load_preset, prepared_data
 
-from pipeline.analog.robustness import finetune, robustness
 from pipeline.data.datamodule import load_split
-from pipeline.prune.recover import pruned_copy
 from pipeline.prune.search import prune
+from pipeline.steps.finetune import finetune, robustness
+from pipeline.steps.prune import pruned_copy
 from pipeline.training import ClassifierModule
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from bench_config import device_name, keep_checkpoint, load_preset, prepared_data
 
-from pipeline.cost.__main__ import parse_bits
-from pipeline.quant.ptq import compare
+from pipeline.config import parse_bits
+from pipeline.steps.qat import compare
 from pipeline.training import ClassifierModule, evaluate, fit_classifier
 
 

@@ -66,7 +66,7 @@ def main() -> None:
     layer = simulator.simulated(model, programs, device, 1, 1.0, 12, 12).blocks[0].ssm
     u = torch.randn(1, args.batch, layer.w_input.shape[2], args.seq_len, device="cuda")  # (C, B, H, L)
     for block, warps in [(int(b), int(w)) for b in args.blocks.split(",") if b for w in args.warps.split(",")]:
-        def run():
+        def run(block=block, warps=warps):
             tile_kernel.scan(u, layer._slots("w"), layer._slots("cells"), layer.read_std, layer.row_scale,
                              layer.col_scale, 12, 12, block=block, warps=warps)
         run()

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from bench_config import device_name, load_preset
 from torch.profiler import ProfilerActivity, profile
 
-from pipeline.cost.__main__ import parse_bits
-from pipeline.cuda_graphs import capture
 import pipeline.model.fft_conv as fft_conv
+from pipeline.config import parse_bits
+from pipeline.cuda_graphs import capture
 from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
 

@@ -17,9 +17,9 @@ import lightning as L
 import torch
 from bench_config import device_name, load_preset, prepared_data
 
-from pipeline.cost.__main__ import parse_bits
+from pipeline.config import parse_bits
 from pipeline.data import read_meta
-from pipeline.quant.ptq import quantized_copy
+from pipeline.steps.qat import quantized_copy
 from pipeline.training import fit, fit_classifier
 
 

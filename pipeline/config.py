@@ -8,28 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-class ConfigError(ValueError):
-    """Invalid parameters; the message names the key, the value and what is allowed."""
-
-
-class Section(BaseModel):
-    """Base of every params section: frozen, strict about unknown keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(f"unknown key(s) {unknown}; allowed keys: {sorted(cls.model_fields)}")
-        return data
+from pipeline.analog.devices import PRESETS, DeviceConfig
+from pipeline.section import ConfigError, Section
 
 
 # ---------------------------------------------------------------- data sets (one model per source)
@@ -79,7 +64,7 @@ class FsddData(Section):
     source: str = "../shared/data/fsdd/recordings"
     subsample: int = Field(4, ge=1, le=64)
     length: int = Field(2048, ge=16, description="steps after subsampling; longer clips are truncated")
-    digits: Optional[list[Annotated[int, Field(ge=0, le=9)]]] = Field(
+    digits: list[Annotated[int, Field(ge=0, le=9)]] | None = Field(
         None, min_length=2, description="keep only these digits (relabelled 0..k-1); null = all ten"
     )
     val_fraction: float = Field(0.1, gt=0, lt=1)
@@ -93,7 +78,7 @@ class DigitsData(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
 
 
-DataConfig = Annotated[Union[Mnist1dData, MnistData, CifarData, PathfinderData, FsddData, DigitsData],
+DataConfig = Annotated[Mnist1dData | MnistData | CifarData | PathfinderData | FsddData | DigitsData,
                       Field(discriminator="name")]
 
 
@@ -113,7 +98,7 @@ class ModelConfig(Section):
     dt_max: float = Field(1e-1, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.d_state % 2:
             raise ValueError(f"d_state = {self.d_state}: must be even (complex modes come in conjugate pairs)")
         if self.dt_min >= self.dt_max:
@@ -139,7 +124,7 @@ class TrainConfig(Section):
                           "(with cuda_graphs; ignored where no graphs are captured)")
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.devices > 1 and self.strategy != "ddp_spawn":
             raise ValueError(f"devices = {self.devices} needs strategy: ddp_spawn (strategy = {self.strategy!r} runs "
                              "one process)")
@@ -156,7 +141,7 @@ class Schedule(Section):
     ssm_lr: float = Field(1e-3, gt=0, le=1e-3, description="lr of log Δ and A (DESIGN.md: ≤ 1e-3)")
     weight_decay: float = Field(0.01, ge=0)
     warmup_epochs: int = Field(1, ge=0)
-    grad_clip: Optional[float] = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0)
 
 
 class PretrainConfig(Schedule):
@@ -178,7 +163,18 @@ def check_bits(bits: dict) -> dict:
     return bits
 
 
-def resolve_bits(bits: dict) -> dict[str, Optional[int]]:
+
+def parse_bits(items: list[str]) -> dict:
+    """Bits from command-line items `component=bits` (`float` for none), validated like params."""
+    bits = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"bits {item!r}: expected component=bits, e.g. all=8 or A=float")
+        bits[key] = None if value in ("float", "null", "none") else int(value) if value.isdigit() else value
+    return check_bits(bits)
+
+def resolve_bits(bits: dict) -> dict[str, int | None]:
     """Bits of every component (None = float) after applying the `all` default; validated."""
     check_bits(bits)
     return {c: bits.get(c, bits.get("all")) for c in COMPONENTS}
@@ -189,12 +185,12 @@ class QuantConfig(Section):
 
     target: Literal["paper", "deploy"] = Field(
         "paper", description="paper: A, log Δ, C as QS4D; deploy: Ā, B̄, C, D and the state as on a crossbar")
-    bits: dict[str, Optional[int]] = Field(default_factory=lambda: {"all": 8})
+    bits: dict[str, int | None] = Field(default_factory=lambda: {"all": 8})
     scale: Literal["absmax", "fixed", "learned"] = "absmax"
-    clip: Optional[float] = Field(None, description="the clip of scale: fixed")
+    clip: float | None = Field(None, description="the clip of scale: fixed")
 
     @model_validator(mode="after")
-    def _check(self) -> "QuantConfig":
+    def _check(self) -> QuantConfig:
         check_bits(self.bits)
         if self.scale == "fixed" and not (self.clip is not None and self.clip > 0):
             raise ValueError(f"clip = {self.clip!r}: scale 'fixed' needs a clip > 0")
@@ -248,36 +244,6 @@ class FinetuneConfig(Schedule):
     draws: int = Field(5, ge=1, description="noise draws per σ of the robustness curve")
 
 
-class DeviceConfig(Section):
-    """A memory device for the crossbar simulator; conductances in siemens, noise relative to g_max.
-
-    Programming noise std at time t after programming: σ(G, t) = g_max·Σᵢ cᵢ·(G/g_max)ⁱ with the coefficients
-    `prog_noise[t]`, interpolated in log t between the listed times and held outside them."""
-
-    g_min: float = Field(ge=0)
-    g_max: float = Field(gt=0)
-    levels: Optional[int] = Field(None, ge=2, description="programmable levels in [g_min, g_max]; null = analog")
-    prog_noise: dict[float, list[float]] = Field(default_factory=lambda: {1.0: [0.0]},
-                                                 description="time (s) → σ/g_max polynomial in G/g_max")
-    read_noise: float = Field(0.0, ge=0, description="std per cell and read, relative to g_max")
-    drift_nu: float = Field(0.0, ge=0, description="mean drift exponent ν of G(t) = G₀·(t/t0)^−ν")
-    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device spread of ν")
-    drift_t0: float = Field(20.0, gt=0, description="s; no drift before t0")
-    stuck_off: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_min")
-    stuck_on: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_max")
-    ir_drop: float = Field(0.0, ge=0, lt=1, description="attenuation of the cell farthest from driver and ADC")
-
-    @model_validator(mode="after")
-    def _check(self) -> "DeviceConfig":
-        if self.g_min >= self.g_max:
-            raise ValueError(f"g_min = {self.g_min} must be < g_max = {self.g_max}")
-        if self.stuck_off + self.stuck_on > 1:
-            raise ValueError(f"stuck_off + stuck_on = {self.stuck_off + self.stuck_on}: must be ≤ 1")
-        if not self.prog_noise or any(t <= 0 or not c for t, c in self.prog_noise.items()):
-            raise ValueError(f"prog_noise = {self.prog_noise}: needs ≥ 1 time > 0, each with ≥ 1 coefficient")
-        return self
-
-
 class EvaluateConfig(Section):
     """Crossbar evaluation: devices, Monte Carlo chips, times after programming, tiles, converters, energy."""
 
@@ -294,19 +260,18 @@ class EvaluateConfig(Section):
     dac_bits: int = Field(8, ge=1, le=16)
     adc_bits: int = Field(8, ge=1, le=16)
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")
-    test_samples: Optional[int] = Field(None, ge=1, description="evaluate on the first n test samples; null = all")
+    test_samples: int | None = Field(None, ge=1, description="evaluate on the first n test samples; null = all")
     batch_size: int = Field(256, ge=1)
     read_voltage: float = Field(0.2, gt=0, description="V, full-scale read voltage (energy model)")
     read_time: float = Field(10e-9, gt=0, description="s, read pulse (energy model)")
 
     @model_validator(mode="after")
-    def _check(self) -> "EvaluateConfig":
+    def _check(self) -> EvaluateConfig:
         self.device_settings()
         return self
 
     def device_settings(self) -> dict[str, DeviceConfig]:
         """Each evaluated device's settings: a preset or a custom device, with its overrides applied."""
-        from pipeline.analog.devices import PRESETS  # the cited table; imported here to avoid a cycle
         known = {**PRESETS, **self.custom_devices}
         unknown = sorted(set(self.devices) - set(known)) + sorted(set(self.device_overrides) - set(self.devices))
         if unknown:
@@ -331,13 +296,13 @@ class SweepBitsConfig(Section):
     epochs: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "SweepBitsConfig":
+    def _check(self) -> SweepBitsConfig:
         check_bits(dict.fromkeys(self.components))
         return self
 
 
 class MixedPrecisionConfig(Section):
-    """Greedy per-component bit descent (pipeline/mixed_precision.py): from `start_bits`, one bit off one
+    """Greedy per-component bit descent (pipeline/steps/mixed_precision.py): from `start_bits`, one bit off one
     component per round, keeping the cheapest candidate whose validation accuracy stays ≥ the cutoff."""
 
     components: list[str] = Field(default_factory=lambda: list(COMPONENTS), min_length=1)
@@ -345,11 +310,11 @@ class MixedPrecisionConfig(Section):
     min_bits: int = Field(2, ge=1, le=16)
     cost: Literal["ace", "size_bits", "adc", "energy"] = "ace"
     tolerance: float = Field(0.01, ge=0, le=1, description="cutoff = the start's validation accuracy − tolerance")
-    cutoff: Optional[float] = Field(None, ge=0, le=1, description="an absolute cutoff instead of the tolerance")
+    cutoff: float | None = Field(None, ge=0, le=1, description="an absolute cutoff instead of the tolerance")
     epochs: int = Field(1, ge=1, description="QAT epochs of each candidate, from the current model")
 
     @model_validator(mode="after")
-    def _check(self) -> "MixedPrecisionConfig":
+    def _check(self) -> MixedPrecisionConfig:
         check_bits(dict.fromkeys(self.components))
         if "all" in self.components or len(set(self.components)) < len(self.components):
             raise ValueError(f"components = {self.components}: name each component once, without 'all'")
@@ -362,11 +327,11 @@ class TrackingConfig(Section):
     """MLflow store; `uri: null` means sqlite:///<project root>/mlflow.db."""
 
     enabled: bool = True
-    uri: Optional[str] = None
+    uri: str | None = None
     experiment: str = Field("qs4d", min_length=1)
 
     @model_validator(mode="after")
-    def _check_uri(self) -> "TrackingConfig":
+    def _check_uri(self) -> TrackingConfig:
         if self.uri is not None and (self.uri == "" or self.uri.startswith("file:") or "://" not in self.uri):
             raise ValueError(f"uri = {self.uri!r}: the file store is refused by MLflow; use sqlite:///<abs path>")
         if self.uri and self.uri.startswith("sqlite:///") and not Path(self.uri[len("sqlite:///"):]).is_absolute():

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import torch
 
-from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout_metrics
 from pipeline.analog.export import load as load_programs
 from pipeline.analog.export import save as save_programs
-from pipeline.analog.robustness import robustness
 from pipeline.config import EvaluateConfig
 from pipeline.cost import model_proxies, proxies
 from pipeline.data.datamodule import load_split
 from pipeline.prune.masks import fractions
-from pipeline.prune.recover import live_counts, pruned_copy
 from pipeline.prune.search import prune, scores
 from pipeline.quant import calibrate
+from pipeline.steps.evaluate import crossbar_accuracy, energy_metrics, layout_metrics
+from pipeline.steps.finetune import robustness
+from pipeline.steps.prune import live_counts, pruned_copy
 from pipeline.training import CALIBRATION_BATCHES, ClassifierModule, load_weights
 
 FOLDER = Path("regression/exact")

@@ -38,8 +38,8 @@ def settings(config: Config) -> list[str]:
             f"model (PTQ: the float weights at the same bits, calibrated, not trained)",
             f"pruning: {budget}, then {pr.epochs} recovery epochs",
             f"noise-aware fine-tuning: σ_rel {ft.sigma:g}, {ft.epochs} epochs",
-            f"crossbar: {', '.join(ev.devices)}; {ev.chips} chips each; DAC {ev.dac_bits} bits, ADC {ev.adc_bits} bits; "
-            f"{ev.tile_rows}×{ev.tile_cols} tiles"]
+            f"crossbar: {', '.join(ev.devices)}; {ev.chips} chips each; DAC {ev.dac_bits} bits, ADC {ev.adc_bits} "
+            f"bits; {ev.tile_rows}×{ev.tile_cols} tiles"]
 
 
 def costs(metrics: dict[str, dict], energy: dict[str, float]) -> dict[str, dict[str, float]]:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 from pipeline.config import Config, ConfigError, load
 from pipeline.report import table
@@ -47,7 +46,7 @@ class PipelineRun:
     params: dict[str, str]
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def metric(self, stage: str, key: str) -> Optional[float]:
+    def metric(self, stage: str, key: str) -> float | None:
         return self.stages.get(stage, {}).get(key)
 
 
@@ -68,7 +67,7 @@ def pipeline_runs(config: Config, pipeline_id: str = "") -> list[PipelineRun]:
         pid = parent.data.tags["pipeline_id"]
         if pid.startswith(pipeline_id):
             runs[parent.info.run_id] = PipelineRun(
-                pid, datetime.fromtimestamp(parent.info.start_time / 1000, timezone.utc),
+                pid, datetime.fromtimestamp(parent.info.start_time / 1000, UTC),
                 parent.data.tags.get("git_sha", ""), parent.data.params)
     for child in search("stage"):  # oldest first: a later finished run of a stage replaces an earlier one
         owner = runs.get(child.data.tags.get("mlflow.parentRunId"))
@@ -83,7 +82,7 @@ def varying_params(runs: list[PipelineRun]) -> list[str]:
     return sorted(k for k in shared if not k.startswith("tracking.") and len({r.params[k] for r in runs}) > 1)
 
 
-def markdown_table(runs: list[PipelineRun], stage: Optional[str] = None, params: Optional[list[str]] = None) -> str:
+def markdown_table(runs: list[PipelineRun], stage: str | None = None, params: list[str] | None = None) -> str:
     """One row per run: id, start, commit, `params` (default: the varying ones), then the key metrics (or all
     of `stage`'s)."""
     params = varying_params(runs) if params is None else params
@@ -93,7 +92,7 @@ def markdown_table(runs: list[PipelineRun], stage: Optional[str] = None, params:
         names = sorted({k for r in runs for k in r.stages.get(stage, {})})
         metrics = {name: ((stage, name), 1.0) for name in names}
 
-    def scaled(run: PipelineRun, source: tuple[str, str], scale: float) -> Optional[float]:
+    def scaled(run: PipelineRun, source: tuple[str, str], scale: float) -> float | None:
         value = run.metric(*source)
         return None if value is None else value * scale
 
@@ -102,7 +101,7 @@ def markdown_table(runs: list[PipelineRun], stage: Optional[str] = None, params:
     return table(["pipeline", "started (UTC)", "commit", *params, *metrics], rows)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="List the pipeline runs of the MLflow store as a markdown table")
     parser.add_argument("--params", default="params.yaml", help="params file naming the store and experiment")
     parser.add_argument("--pipeline-id", default="", help="only runs whose pipeline_id starts with this")

@@ -19,9 +19,9 @@ import os
 import socket
 import subprocess
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 from urllib.parse import urlsplit
 
 from pipeline.config import Config
@@ -89,7 +89,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 class StageRun:
     """Logging handle of one stage's MLflow run; every call is a no-op when tracking is off or broken."""
 
-    def __init__(self, client=None, run_id: Optional[str] = None, uri: Optional[str] = None):
+    def __init__(self, client=None, run_id: str | None = None, uri: str | None = None):
         self.client, self.run_id, self.uri = client, run_id, uri
         self.last: dict[str, float] = {}  # the last value logged of each metric
 
@@ -112,10 +112,11 @@ class StageRun:
         try:
             getattr(self.client, method)(self.run_id, *args, **kwargs)
         except Exception as error:  # tracking must never break the stage itself
-            warnings.warn(f"MLflow {method} failed ({error}); tracking is off for the rest of this stage")
+            warnings.warn(f"MLflow {method} failed ({error}); tracking is off for the rest of this stage",
+                          stacklevel=2)
             self.client = None
 
-    def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         self.last |= numbers
         if not self.active:
@@ -153,9 +154,10 @@ class StageRun:
                 mlflow.pytorch.log_model(model, name=name, pip_requirements=[f"torch=={torch_version()}"],
                                          serialization_format="pickle")
         except Exception as error:
-            warnings.warn(f"MLflow log_model failed ({error}); the checkpoint is still logged as an artefact")
+            warnings.warn(f"MLflow log_model failed ({error}); the checkpoint is still logged as an artefact",
+                          stacklevel=2)
 
-    def log_artifact(self, path: str | Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._call("log_artifact", str(path), artifact_path)
 
     def set_tags(self, tags: dict) -> None:
@@ -163,7 +165,7 @@ class StageRun:
             self._call("set_tag", key, str(value))
 
     @contextmanager
-    def child(self, name: str, params: dict) -> Iterator["StageRun"]:
+    def child(self, name: str, params: dict) -> Iterator[StageRun]:
         """A run nested under this one (e.g. one candidate of a search) with `params`; FINISHED at the end."""
         nested = StageRun()
         if self.active:
@@ -171,13 +173,14 @@ class StageRun:
                 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
                 parent = self.client.get_run(self.run_id)
+                inherited = {k: parent.data.tags[k] for k in ("pipeline_id", "git_sha", "dvc_stage")
+                             if k in parent.data.tags}
                 run = self.client.create_run(parent.info.experiment_id, run_name=name, tags={
-                    **{k: parent.data.tags[k] for k in ("pipeline_id", "git_sha", "dvc_stage") if k in parent.data.tags},
-                    "run_role": "candidate", MLFLOW_PARENT_RUN_ID: self.run_id})
+                    **inherited, "run_role": "candidate", MLFLOW_PARENT_RUN_ID: self.run_id})
                 nested = StageRun(self.client, run.info.run_id, self.uri)
                 _log_params(self.client, run.info.run_id, {k: str(v) for k, v in params.items()})
             except Exception as error:
-                warnings.warn(f"MLflow child run {name!r} not created ({error})")
+                warnings.warn(f"MLflow child run {name!r} not created ({error})", stacklevel=2)
         yield nested
         nested._call("set_terminated", "FINISHED")
 

@@ -11,8 +11,8 @@ import shutil
 import statistics
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import lightning as L
 import torch
@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from pipeline.analog.noise import attach_noise, set_noise
 from pipeline.config import Config, Schedule
 from pipeline.cuda_graphs import capture
 from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
-from pipeline.analog.noise import attach_noise, set_noise
 from pipeline.progress import show_progress
 from pipeline.prune.masks import attach_masks
 from pipeline.quant import calibrate, quantize, quantizers
@@ -49,8 +49,8 @@ class ClassifierModule(L.LightningModule):
     no data are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the
     training forward and backward are replayed from CUDA graphs captured at the first training step."""
 
-    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: Optional[dict] = None,
-                 pruned: bool = False, noise: Optional[dict] = None):
+    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: dict | None = None,
+                 pruned: bool = False, noise: dict | None = None):
         super().__init__()
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self._compile = False
@@ -169,7 +169,7 @@ class EpochReport(L.Callback):
     """After each epoch: training throughput, then one summary line (when no progress bar) and the metrics
     passed to `sink(metrics, epoch)` (e.g. the MLflow run)."""
 
-    def __init__(self, sink: Optional[MetricsSink] = None, print_lines: bool = True):
+    def __init__(self, sink: MetricsSink | None = None, print_lines: bool = True):
         self.sink, self.print_lines = sink, print_lines
         self.history: list[dict] = []
 
@@ -233,8 +233,8 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
-def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optional[MetricsSink] = None,
-                 grad_clip: Optional[float] = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: MetricsSink | None = None,
+                 grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
     checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
     interactive = show_progress()
@@ -248,7 +248,8 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Optiona
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
         precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive), EpochSeed(config.seed),
+        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive),
+                   EpochSeed(config.seed),
                    *callbacks],
         enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
     )
@@ -260,7 +261,7 @@ def for_short_runs(config: Config) -> Config:
     return config.model_copy(update={"train": config.train.model_copy(update={"compile": False})})
 
 
-def build_module(config: Config, meta: dict, schedule: Schedule, quant: Optional[dict] = None) -> ClassifierModule:
+def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | None = None) -> ClassifierModule:
     return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
                             schedule.model_dump(include=set(Schedule.model_fields)), quant)
 
@@ -290,7 +291,8 @@ def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str
     schedule, the module's hyperparameters and its starting weights."""
     digest = hashlib.sha256(code_digest().encode())
     digest.update(json.dumps(
-        {"seed": config.seed, "data": config.data.model_dump(mode="json"), "train": config.train.model_dump(mode="json"),
+        {"seed": config.seed, "data": config.data.model_dump(mode="json"),
+         "train": config.train.model_dump(mode="json"),
          "schedule": schedule.model_dump(mode="json"), "hparams": dict(module.hparams)},
         sort_keys=True, default=str).encode())
     for name, tensor in sorted(module.state_dict().items()):
@@ -299,7 +301,7 @@ def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str
     return digest.hexdigest()
 
 
-def resume_point(workdir: str | Path, key: str, epochs: int) -> Optional[Path]:
+def resume_point(workdir: str | Path, key: str, epochs: int) -> Path | None:
     """`workdir`/last.ckpt if it was written by an unfinished run (fewer than `epochs` epochs) with the same `key`,
     i.e. an interrupted run of the same training; otherwise an emptied `workdir` that records `key`, and None (a
     finished run is trained again: `dvc repro -f` retrains)."""
@@ -320,7 +322,7 @@ def _callback_state(checkpoint: str | Path, prefix: str) -> dict:
 
 
 def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
-        workdir: str | Path, sink: Optional[MetricsSink] = None,
+        workdir: str | Path, sink: MetricsSink | None = None,
         callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
     """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
 
@@ -351,7 +353,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
 
 
-def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: Optional[MetricsSink] = None,
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: MetricsSink | None = None,
                    callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
     """Float pretraining of a fresh classifier."""
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -363,7 +365,7 @@ def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> 
     """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     quiet_lightning()
-    trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False)
     return {**trainer.validate(module, datamodule=data, verbose=False)[0],
             **trainer.test(module, datamodule=data, verbose=False)[0]}

@@ -9,7 +9,8 @@ from pipeline.config import Config
 
 def main(config: Config, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("params.yaml is valid\n")  # the same bytes every time: stages after it go stale only by their own deps
+    # the same bytes every time: the stages after it go stale only through their own deps
+    out.write_text("params.yaml is valid\n")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ import torch
 
 from pipeline import stage, tracking
 from pipeline.analog import export
-from pipeline.analog.evaluation import crossbar_accuracy, energy_metrics, layout_metrics, range_batches
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
-from pipeline.prune.search import accuracy
 from pipeline.plots import plot_crossbar_accuracy, plot_energy
+from pipeline.prune.search import accuracy
+from pipeline.steps.evaluate import crossbar_accuracy, energy_metrics, layout_metrics, range_batches
 from pipeline.training import ClassifierModule
 
 
@@ -47,7 +47,8 @@ def main(config: Config, data: Path, model: Path, programs_dir: Path, metrics: P
         print(f"evaluate: software {software:.4f}; " + "; ".join(
             f"{d} " + ", ".join(f"{t} {p['mean']:.4f}±{p['std']:.4f}" for t, p in c.items()) for d, c in curves.items())
             + f"; {values['tiles']} tiles, {values['cells']} cells; {energy['energy/pj_per_inference'] / 1e3:.1f} nJ"
-              f" per inference (int8 digital ÷{energy['energy/ratio_int8']:.1f}, fp32 ÷{energy['energy/ratio_fp32']:.1f})")
+              f" per inference (int8 digital ÷{energy['energy/ratio_int8']:.1f}, "
+              f"fp32 ÷{energy['energy/ratio_fp32']:.1f})")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@ curve of the float, QAT and fine-tuned models → a metrics file and a plot."""
 from pathlib import Path
 
 from pipeline import stage, tracking
-from pipeline.analog.robustness import finetune, robustness
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_noise_robustness
+from pipeline.steps.finetune import finetune, robustness
 from pipeline.training import ClassifierModule
 
 WORKDIR = Path("runs/finetune")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pipeline import stage, tracking
 from pipeline.config import Config
-from pipeline.mixed_precision import search
 from pipeline.plots import plot_bit_descent
+from pipeline.steps.mixed_precision import search
 from pipeline.training import ClassifierModule
 
 WORKDIR = Path("runs/mixed_precision")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from pipeline import stage, tracking
 from pipeline.config import Config
-from pipeline.prune.recover import prune_and_recover
+from pipeline.steps.prune import prune_and_recover
 from pipeline.training import ClassifierModule
 
 WORKDIR = Path("runs/prune")

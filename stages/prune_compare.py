@@ -6,8 +6,8 @@ from pathlib import Path
 from pipeline import stage, tracking
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
-from pipeline.prune.recover import pruned_copy
 from pipeline.prune.search import prune
+from pipeline.steps.prune import pruned_copy
 from pipeline.training import ClassifierModule
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from pipeline import stage, tracking
 from pipeline.config import Config
-from pipeline.quant.ptq import compare
+from pipeline.steps.qat import compare
 from pipeline.training import ClassifierModule
 
 WORKDIR = Path("runs/qat")

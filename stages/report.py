@@ -4,29 +4,23 @@ import json
 from pathlib import Path
 
 from pipeline import stage, tracking
-from pipeline.analog.evaluation import duration, model_energy, range_batches
 from pipeline.config import Config
-from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_costs, plot_pareto, plot_pruning
-from pipeline.quant import calibrate
-from pipeline.quant.ptq import quantized_copy
-from pipeline.report import (COSTS, ReportInputs, accuracies, costs, headline, layer_fractions, markdown, model_points,
-                             settings)
-from pipeline.training import ClassifierModule
+from pipeline.report import (
+    COSTS,
+    ReportInputs,
+    accuracies,
+    costs,
+    headline,
+    layer_fractions,
+    markdown,
+    model_points,
+    settings,
+)
+from pipeline.steps.evaluate import duration
+from pipeline.steps.report import energies
 
 INPUTS = ("pretrain", "qat", "prune", "finetune", "sweep_bits", "noise_robustness", "crossbar")  # metrics files read
-
-
-def energies(config: Config, data: Path, checkpoints: dict[str, Path]) -> dict[str, float]:
-    """pJ per inference of each model on the first device's chip; PTQ = the float weights at the QAT bits."""
-    settings, x = config.evaluate, load_split(data, "train").tensors[0]
-    modules = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
-               for name, path in checkpoints.items()}
-    modules["PTQ"] = quantized_copy(modules["float"], config, data, config.qat)
-    calibrate(modules["PTQ"].model, range_batches(x, config.train.batch_size),  # the batches training calibrates on
-              modules["PTQ"].eval_mode)
-    ranges = range_batches(x, settings.batch_size)
-    return {name: model_energy(module, ranges, x.shape[1], settings) for name, module in modules.items()}
 
 
 def main(config: Config, data: Path, float_model: Path, qat_model: Path, pruned_model: Path, metrics_dir: Path,

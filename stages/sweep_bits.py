@@ -4,8 +4,8 @@ from pathlib import Path
 
 from pipeline import stage, tracking
 from pipeline.config import Config
-from pipeline.quant.sweep import sweep_bits
 from pipeline.plots import plot_bit_sweep
+from pipeline.steps.sweep_bits import sweep_bits
 from pipeline.training import ClassifierModule
 
 WORKDIR = Path("runs/sweep_bits")

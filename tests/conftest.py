@@ -1,3 +1,4 @@
+import ast
 import os
 import shutil
 import subprocess
@@ -28,6 +29,42 @@ TINY = {
     "evaluate": {"chips": 2, "times": [1.0, 86400.0], "test_samples": 100},
     "sweep_bits": {"components": ["all", "state"], "bits": [2], "epochs": 1},
 }
+
+
+def module_file(name: str) -> Path | None:
+    base = ROOT / Path(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def direct_imports(path: Path) -> set[Path]:
+    """The repository files that importing `path` runs directly: each `pipeline` module it names (imports inside
+    functions included) and the packages on the way to it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in (n for n in names if n.split(".")[0] == "pipeline"):
+            parts = name.split(".")
+            found |= {f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))}
+    return found - {path}
+
+
+def import_closure(script: Path) -> set[str]:
+    """The repository files a script runs: itself and every `pipeline` module it imports, directly or not."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += direct_imports(path)
+    return {p.relative_to(ROOT).as_posix() for p in seen}
 
 
 def venv_env() -> dict:

@@ -1,14 +1,12 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, TINY
 
 from pipeline import presets
 from pipeline.config import ConfigError, load, parse
-
-from conftest import ROOT, TINY
 
 
 def test_defaults_and_presets_validate():

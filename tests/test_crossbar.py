@@ -2,19 +2,17 @@ import math
 
 import pytest
 import torch
+from conftest import TINY
 
 from pipeline.analog import export
-from pipeline.analog.devices import PRESETS
-from pipeline.analog.evaluation import duration
-from pipeline.analog.mapping import layout, modes_per_tile
-from pipeline.analog.mapping import FIXED_ROWS
+from pipeline.analog.devices import PRESETS, DeviceConfig
+from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile
 from pipeline.analog.simulator import Chips, CrossbarSSM, convert, map_model, simulated, slot_form
-from pipeline.config import ConfigError, DeviceConfig, parse
+from pipeline.config import ConfigError, parse
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
 from pipeline.quant import quantize
-
-from conftest import TINY
+from pipeline.steps.evaluate import duration
 
 IDEAL = PRESETS["ideal"]
 
@@ -177,7 +175,7 @@ def test_time_labels():
 
 
 def test_crossbar_evaluation_reports_each_device_and_time_as_it_finishes(capsys):
-    from pipeline.analog.evaluation import crossbar_accuracy
+    from pipeline.steps.evaluate import crossbar_accuracy
     from pipeline.training import ClassifierModule
 
     config = parse({**TINY, "evaluate": {**TINY["evaluate"], "devices": ["ideal", "rram"], "chips": 2,

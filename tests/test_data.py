@@ -5,6 +5,7 @@ import wave
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, TINY
 
 from pipeline import data
 from pipeline.config import ConfigError, parse
@@ -12,8 +13,6 @@ from pipeline.data.common import DataError
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.data.fsdd import clip_to_sequence
 from pipeline.data.mnist import IDX_MD5, _from_idx
-
-from conftest import SHARED_DATA, TINY
 
 
 def config_for(data_params: dict, base):

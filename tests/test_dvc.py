@@ -2,44 +2,12 @@ import ast
 import json
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import ROOT, venv_env
+from conftest import ROOT, import_closure, venv_env
 
 PIPELINES = ("dvc.yaml", "sweeps/dvc.yaml")
-
-
-def module_file(name: str) -> Path | None:
-    base = ROOT / Path(*name.split("."))
-    for candidate in (base / "__init__.py", base.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def import_closure(script: Path) -> set[str]:
-    """The repository files a script runs: itself and every `pipeline` module it imports, directly or not
-    (imports inside functions included), with the packages on the way."""
-    seen, todo = set(), [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-            else:
-                continue
-            for name in (n for n in names if n.split(".")[0] == "pipeline"):
-                parts = name.split(".")
-                todo += [f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))]
-    return {p.relative_to(ROOT).as_posix() for p in seen}
 
 
 def stages():
@@ -56,9 +24,13 @@ def declared(stage: dict, *sections: str) -> set[str]:
 def test_every_stage_depends_on_its_import_closure(stage):
     script = shlex.split(stage["cmd"])[1]
     deps = declared(stage, "deps")
-    missing = [f for f in sorted(import_closure(ROOT / script))
-               if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+    closure = import_closure(ROOT / script)
+    missing = [f for f in sorted(closure) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
     assert not missing, f"{script}: imported but not in deps: {missing}"
+    code = [d for d in deps if d.startswith(("pipeline", "stages/"))]
+    extra = [d for d in code if d not in closure and not ((ROOT / d).is_dir() and {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / d).rglob("*.py")} <= closure)]
+    assert not extra, f"{script}: deps it does not run (moved, removed, or only partly imported): {extra}"
 
 
 @pytest.mark.parametrize("stage", stages())
@@ -82,7 +54,10 @@ def test_sweep_results_stay_out_of_the_default_metrics_and_plots():
     assert not any(stage.get("metrics") or stage.get("plots") for stage in sweeps)
 
 
-@pytest.mark.parametrize("params", ["params.yaml", *(f"presets/{p.name}" for p in sorted((ROOT / "presets").glob("*.yaml")))])
+PARAMS_FILES = ["params.yaml", *(f"presets/{p.name}" for p in sorted((ROOT / "presets").glob("*.yaml")))]
+
+
+@pytest.mark.parametrize("params", PARAMS_FILES)
 def test_setting_one_key_with_dvc_rewrites_only_that_line(params, tmp_path):
     from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls
 
@@ -91,7 +66,8 @@ def test_setting_one_key_with_dvc_rewrites_only_that_line(params, tmp_path):
     apply_overrides(copy, ["pretrain.lr=0.123"])
     before, after = (ROOT / params).read_text().splitlines(), copy.read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after) if a != b]
-    assert len(before) == len(after) and len(changed) == 1 and changed[0][1].split("#")[0].strip() == "lr: 0.123", changed
+    assert len(before) == len(after) and len(changed) == 1, changed
+    assert changed[0][1].split("#")[0].strip() == "lr: 0.123"
 
 
 def repro(project) -> str:
@@ -108,8 +84,8 @@ def stale(project) -> set[str]:
 
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
-    assert all(f"Running stage '{stage}'" in first for stage in ("check_params", "prepare", "pretrain", "qat",
-                                                                 "sweep_bits", "prune", "finetune", "evaluate", "report"))
+    chain = ("check_params", "prepare", "pretrain", "qat", "sweep_bits", "prune", "finetune", "evaluate", "report")
+    assert all(f"Running stage '{stage}'" in first for stage in chain)
     metrics = json.loads((project / "metrics" / "pretrain.json").read_text())
     assert {"val/acc", "test/acc", "params", "train/epochs"} <= set(metrics)
     assert not {"train/seconds", "train/samples_per_s"} & set(metrics)  # wall times live in MLflow only

@@ -3,11 +3,10 @@ import json
 import math
 
 import pytest
+from conftest import ROOT
 from scipy.stats import t as student_t
 
 from pipeline import exact, gate
-
-from conftest import ROOT
 
 GATES = [("pretrain", "test/acc", "higher"), ("crossbar", "crossbar/acc_mean", "higher"),
          ("crossbar", "energy/pj_per_inference", "lower")]

@@ -4,14 +4,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY
 from mlflow.tracking import MlflowClient
 
 from pipeline import data, tracking
 from pipeline.config import ConfigError, parse
-from pipeline.mixed_precision import Candidate, cheapest_passing, descend, lowered, search
+from pipeline.steps.mixed_precision import Candidate, cheapest_passing, descend, lowered, search
 from pipeline.training import fit_classifier
-
-from conftest import ROOT, TINY
 
 
 def test_lowered_steps_one_component_one_bit_and_respects_the_floor():

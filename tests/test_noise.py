@@ -1,17 +1,16 @@
 import pytest
 import torch
+from conftest import TINY
 
 from pipeline import data
 from pipeline.analog import Noise, attach_noise, noise_modules, set_noise
-from pipeline.analog.robustness import finetune, noisy_copy, robustness
 from pipeline.config import ConfigError, parse
 from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
 from pipeline.prune import attach_masks
 from pipeline.quant import quantize
+from pipeline.steps.finetune import finetune, noisy_copy, robustness
 from pipeline.training import fit_classifier
-
-from conftest import TINY
 
 
 def test_noise_std_is_relative_to_the_tensor_range_and_redrawn():

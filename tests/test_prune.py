@@ -1,20 +1,17 @@
 import lightning
 import pytest
 import torch
+from conftest import TINY
 
 from pipeline import data
 from pipeline.config import ConfigError, parse
 from pipeline.cost import model_proxies, proxies
-from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
 from pipeline.prune import attach_masks, fractions, prune
-from pipeline.prune.recover import live_counts, pruned_copy
 from pipeline.prune.search import accuracy, greedy, mode_candidates
-from pipeline.quant import quantize
+from pipeline.steps.prune import live_counts, pruned_copy
 from pipeline.training import ClassifierModule, build_module, fit_classifier
-
-from conftest import TINY
 
 
 def trained_model():

@@ -1,16 +1,15 @@
 import pytest
 import torch
+from conftest import TINY
 
 from pipeline import data
+from pipeline.config import ConfigError, parse
 from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
-from pipeline.config import ConfigError, parse
-from pipeline.quant.ptq import compare, quantized_copy
-from pipeline.quant.sweep import sweep_bits
 from pipeline.plots import plot_bit_sweep
+from pipeline.steps.qat import compare, quantized_copy
+from pipeline.steps.sweep_bits import sweep_bits
 from pipeline.training import ClassifierModule, build_module, evaluate, fit_classifier
-
-from conftest import TINY
 
 
 def test_qat_beats_ptq_at_two_bits_and_reports_costs(tiny, tmp_path):

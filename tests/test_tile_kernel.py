@@ -6,12 +6,11 @@ import pytest
 import torch
 import triton
 import triton.language as tl
+from test_crossbar import model64
 
 from pipeline.analog import tile_kernel
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.simulator import Chips, CrossbarSSM, map_model
-
-from test_crossbar import model64
 
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -1,10 +1,9 @@
 import pytest
+from conftest import TINY
 from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from pipeline.config import parse
-
-from conftest import TINY
 
 
 def runs_of(config):

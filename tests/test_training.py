@@ -135,7 +135,8 @@ def test_two_gloo_processes_match_one_process(tiny, tmp_path):
                                             callbacks=[BatchLog(tmp_path / "log")])
     lines = {rank: (tmp_path / "log" / f"rank{rank}.txt").read_text().split("\n")[:-1] for rank in (0, 1)}
     assert all(line == f"{rank} 2 {config.train.batch_size // 2}" for rank in (0, 1) for line in lines[rank])
-    assert len(lines[0]) == len(lines[1]) == config.pretrain.epochs * (len(load_split(tmp_path / "prepared", "train")) // 64)
+    batches = len(load_split(tmp_path / "prepared", "train")) // 64
+    assert len(lines[0]) == len(lines[1]) == config.pretrain.epochs * batches
     # BatchNorm sees each process's half batch (torch syncs its statistics on GPUs only), so CPU runs agree
     # closely but not exactly; the bias before BatchNorm has no gradient and is left out.
     for split in ("val/acc", "test/acc"):

@@ -4,9 +4,43 @@ Select them in params (`evaluate.devices`), change single values with `evaluate.
 ones in `evaluate.custom_devices`. Programming-noise polynomials are given in µS as published and divided by
 the reference g_max of the fit, so that σ/g_max is a polynomial in G/g_max.
 """
-from pipeline.config import DeviceConfig
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from pipeline.section import Section
 
 MICRO = 1e-6
+
+
+class DeviceConfig(Section):
+    """A memory device for the crossbar simulator; conductances in siemens, noise relative to g_max.
+
+    Programming noise std at time t after programming: σ(G, t) = g_max·Σᵢ cᵢ·(G/g_max)ⁱ with the coefficients
+    `prog_noise[t]`, interpolated in log t between the listed times and held outside them."""
+
+    g_min: float = Field(ge=0)
+    g_max: float = Field(gt=0)
+    levels: int | None = Field(None, ge=2, description="programmable levels in [g_min, g_max]; null = analog")
+    prog_noise: dict[float, list[float]] = Field(default_factory=lambda: {1.0: [0.0]},
+                                                 description="time (s) → σ/g_max polynomial in G/g_max")
+    read_noise: float = Field(0.0, ge=0, description="std per cell and read, relative to g_max")
+    drift_nu: float = Field(0.0, ge=0, description="mean drift exponent ν of G(t) = G₀·(t/t0)^−ν")
+    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device spread of ν")
+    drift_t0: float = Field(20.0, gt=0, description="s; no drift before t0")
+    stuck_off: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_min")
+    stuck_on: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_max")
+    ir_drop: float = Field(0.0, ge=0, lt=1, description="attenuation of the cell farthest from driver and ADC")
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceConfig:
+        if self.g_min >= self.g_max:
+            raise ValueError(f"g_min = {self.g_min} must be < g_max = {self.g_max}")
+        if self.stuck_off + self.stuck_on > 1:
+            raise ValueError(f"stuck_off + stuck_on = {self.stuck_off + self.stuck_on}: must be ≤ 1")
+        if not self.prog_noise or any(t <= 0 or not c for t, c in self.prog_noise.items()):
+            raise ValueError(f"prog_noise = {self.prog_noise}: needs ≥ 1 time > 0, each with ≥ 1 coefficient")
+        return self
 
 
 def _relative(coefficients_us: tuple[float, ...], g_max_us: float) -> list[float]:

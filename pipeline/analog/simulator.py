@@ -22,18 +22,18 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from pipeline.analog.devices import DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, Layout, TileProgram, layout, modes_per_tile, program
 from pipeline.analog.noise import set_noise
-from pipeline.config import DeviceConfig
 from pipeline.model import S4DClassifier
 
 
-def convert(x: torch.Tensor, bits: Optional[int], full_scale: torch.Tensor | float) -> torch.Tensor:
+def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float) -> torch.Tensor:
     """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity)."""
     if bits is None:
         return x
@@ -205,7 +205,7 @@ def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
             "out": tiles[..., FIXED_ROWS:, -1].reshape(*lead, m, 2), "skip": tiles[..., 1, -1]}
 
 
-def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: Optional[int], adc_bits: Optional[int]):
+def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | None, adc_bits: int | None):
     """One read of every tile in slot form: the same currents as the dense tile product, without its empty cells.
 
     x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
@@ -232,7 +232,7 @@ class CrossbarSSM(nn.Module):
     """Stands in for one S4D layer: its recurrence on simulated tiles of C chips. Inputs (C·B, H, L)."""
 
     def __init__(self, tiles: TileProgram, weights: torch.Tensor, read_std: torch.Tensor,
-                 dac_bits: Optional[int], adc_bits: Optional[int]):
+                 dac_bits: int | None, adc_bits: int | None):
         super().__init__()
         for name, value in slot_form(weights).items():
             self.register_buffer(f"w_{name}", value.unsqueeze(1))
@@ -263,7 +263,7 @@ class CrossbarSSM(nn.Module):
 
 
 def simulated(model: S4DClassifier, programs: list[TileProgram], device: DeviceConfig, chips: int, t: float,
-              dac_bits: Optional[int], adc_bits: Optional[int], seed: int = 0) -> S4DClassifier:
+              dac_bits: int | None, adc_bits: int | None, seed: int = 0) -> S4DClassifier:
     """`model` with every S4D layer on `chips` chips programmed with `programs` on `device`, read at t s.
     Its inputs are (C·B, L, d_in): the batch repeated once per chip, chip-major."""
     generator = torch.Generator().manual_seed(seed)

@@ -16,7 +16,6 @@ not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), f
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import torch
 import triton
@@ -179,12 +178,12 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
         y_at += 2 * T * H * C * B
 
 
-def _levels(bits: Optional[int]) -> int:
+def _levels(bits: int | None) -> int:
     return 0 if bits is None else 2 ** (bits - 1)
 
 
-def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: Optional[torch.Tensor],
-         rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int], adc_bits: Optional[int]
+def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: torch.Tensor | None,
+         rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None, adc_bits: int | None
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """`CrossbarSSM`'s slot tensors as the kernel's fields, (C, H, T, MP, SLOT_FIELDS) and (C, H, T, TILE_FIELDS),
     slots zero-padded to a power of 2 (an empty slot's state stays 0). Noise variances are cells·std² of the column;
@@ -227,8 +226,8 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
 
 
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
-         read_std: Optional[torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, dac_bits: Optional[int],
-         adc_bits: Optional[int], block: int = 16, warps: int = 2) -> torch.Tensor:
+         read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
+         adc_bits: int | None, block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the

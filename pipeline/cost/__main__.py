@@ -6,18 +6,8 @@ import argparse
 import json
 import sys
 
-from pipeline.config import check_bits
+from pipeline.config import parse_bits
 from pipeline.cost.proxies import model_proxies
-
-
-def parse_bits(items: list[str]) -> dict:
-    bits = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--bits {item!r}: expected component=bits, e.g. all=8 or A=float")
-        bits[key] = None if value in ("float", "null", "none") else int(value) if value.isdigit() else value
-    return check_bits(bits)
 
 
 def main(argv: list[str]) -> int:

@@ -19,9 +19,9 @@ run at their trained precision; weights come from SRAM for every use, activation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
-FLOAT_BITS = 32
+from pipeline.cost.proxies import FLOAT_BITS
+
 INT8_MULT_PJ, INT32_ADD_PJ = 0.2, 0.1
 FP32_MULT_PJ, FP32_ADD_PJ = 3.7, 0.9
 SRAM_PJ_PER_BIT = 10.0 / 64
@@ -103,7 +103,7 @@ def analog(shape: Shape, tiles: list[Tiles], r: dict[str, int], dac_bits: int, a
     return energy
 
 
-def digital(shape: Shape, bits: Optional[int]) -> dict[str, float]:
+def digital(shape: Shape, bits: int | None) -> dict[str, float]:
     """Breakdown (pJ per inference) of the whole model on digital logic, every operand at `bits` (None = fp32).
     The recurrence costs per live mode and step: Ā·x (4 multiply-adds), B̄·u (2), 2·Re(C·x) (2), with its six
     weights read and its two state values written and read; plus D·u per channel."""

@@ -10,15 +10,15 @@ a the live state entries, H·N·r_C → c·r_C with c the live entries of C, H²
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from pipeline.config import resolve_bits
 
-FLOAT_BITS = 32
+FLOAT_BITS = 32  # the width a float component counts with, in the proxies and the energy model
 
 
-def widths(bits: dict[str, Optional[int]]) -> dict[str, int]:
+def widths(bits: dict[str, int | None]) -> dict[str, int]:
     """Bit width of every component; `all` is the default, None or absent means float (32)."""
     return {c: FLOAT_BITS if w is None else w for c, w in resolve_bits(bits).items()}
 
@@ -37,7 +37,7 @@ def dense_layers(n_layers: int, d_model: int, d_state: int) -> list[LayerCounts]
     return [LayerCounts(d_model * d_state, d_model * d_state, d_model * d_model, d_model)] * n_layers
 
 
-def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str, Optional[int]]) -> dict:
+def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str, int | None]) -> dict:
     """{"ace", "size_bits", "adc"} for the given layers and per-component bits."""
     r = widths(bits)
     H = layers[0].channels if layers else 0
@@ -50,5 +50,5 @@ def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str
 
 
 def model_proxies(n_layers: int, d_model: int, d_state: int, d_in: int, d_out: int,
-                  bits: dict[str, Optional[int]]) -> dict:
+                  bits: dict[str, int | None]) -> dict:
     return proxies(dense_layers(n_layers, d_model, d_state), d_in, d_out, bits)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -24,7 +23,7 @@ LUMA = np.array([0.299, 0.587, 0.114])
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def batches_folder(folder: Path) -> Optional[Path]:
+def batches_folder(folder: Path) -> Path | None:
     """The folder holding the python batches: `folder` itself or its cifar-10-batches-py/."""
     for candidate in (folder, folder / "cifar-10-batches-py"):
         if (candidate / TRAIN_BATCHES[0]).is_file():

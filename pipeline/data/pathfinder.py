@@ -201,7 +201,8 @@ def prepare(config: Config) -> Prepared:
     images, labels, _ = generate(cfg.count, cfg.segments, cfg.distractors, cfg.generator_seed)
     x = as_sequences(images.reshape(len(images), -1))
     n_test, n_val = round(cfg.count * cfg.test_fraction), round(cfg.count * cfg.val_fraction)
-    parts = {"test": slice(0, n_test), "validation": slice(n_test, n_test + n_val), "train": slice(n_test + n_val, None)}
+    parts = {"test": slice(0, n_test), "validation": slice(n_test, n_test + n_val),
+             "train": slice(n_test + n_val, None)}
     return Prepared(
         x={s: x[p] for s, p in parts.items()}, y={s: labels[p] for s, p in parts.items()},
         classes=["different", "same"], source="generated (pipeline/data/pathfinder.py)",

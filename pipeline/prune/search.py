@@ -12,7 +12,7 @@ removed in chunks that double after every success and halve after every failure,
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

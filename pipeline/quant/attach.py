@@ -12,8 +12,6 @@ Biases, norms and the skip D (paper target) stay in float, as digital operations
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -43,8 +41,8 @@ def tap_points(model: S4DClassifier, component: str, target: str) -> list[tuple[
     return [(owner.taps, name) for kind, tap_names in names.items() for owner in owners[kind] for name in tap_names]
 
 
-def quantize(model: S4DClassifier, bits: dict[str, Optional[int]], target: str = "paper",
-             scale: str = "absmax", clip: Optional[float] = None) -> S4DClassifier:
+def quantize(model: S4DClassifier, bits: dict[str, int | None], target: str = "paper",
+             scale: str = "absmax", clip: float | None = None) -> S4DClassifier:
     """Attach one quantizer per tap point of every component with bits (`all` = default, None = float)."""
     if target not in TARGETS:
         raise ValueError(f"target = {target!r}: allowed {sorted(TARGETS)}")

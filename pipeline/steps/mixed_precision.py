@@ -10,15 +10,15 @@ keep their `qat.bits` width.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
-from pipeline.analog.evaluation import model_energy, range_batches
 from pipeline.config import Config, QatConfig, resolve_bits
 from pipeline.data.datamodule import load_split
 from pipeline.prune.search import accuracy
-from pipeline.quant.ptq import costs, train
+from pipeline.steps.evaluate import model_energy, range_batches
+from pipeline.steps.qat import costs, train
 from pipeline.training import ClassifierModule, for_short_runs
 
 
@@ -27,7 +27,7 @@ class Candidate:
     bits: dict[str, int]
     val_acc: float
     cost: float
-    module: Optional[ClassifierModule] = field(default=None, repr=False)
+    module: ClassifierModule | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
         return {"bits": self.bits, "val_acc": self.val_acc, "cost": self.cost}
@@ -38,14 +38,14 @@ def lowered(bits: dict[str, int], min_bits: int) -> list[dict[str, int]]:
     return [{**bits, c: w - 1} for c, w in bits.items() if w > min_bits]
 
 
-def cheapest_passing(candidates: list[Candidate], cutoff: float) -> Optional[Candidate]:
+def cheapest_passing(candidates: list[Candidate], cutoff: float) -> Candidate | None:
     """The lowest-cost candidate with val_acc ≥ cutoff (ties: the more accurate), or None."""
     passing = [c for c in candidates if c.val_acc >= cutoff]
     return min(passing, key=lambda c: (c.cost, -c.val_acc)) if passing else None
 
 
 def descend(start: Candidate, cutoff: float, min_bits: int, evaluate: Callable[[dict, Candidate], Candidate],
-            on_round: Optional[Callable[[int, list[Candidate], Optional[Candidate]], None]] = None) -> list[Candidate]:
+            on_round: Callable[[int, list[Candidate], Candidate | None], None] | None = None) -> list[Candidate]:
     """The accepted path from `start`; `evaluate(bits, current)` trains and measures one candidate."""
     path = [start]
     while True:
@@ -71,7 +71,7 @@ def cost_function(config: Config, data_dir: str | Path) -> Callable[[ClassifierM
 
 
 def search(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-           log_candidate: Optional[Callable[[dict, dict], None]] = None) -> dict:
+           log_candidate: Callable[[dict, dict], None] | None = None) -> dict:
     """Run the descent. Returns {"cutoff", "cost", "path": [...], "rounds": [...], "final": {...}}; each
     candidate is passed to `log_candidate(bits, metrics)` (e.g. an MLflow child run)."""
     settings = config.mixed_precision
@@ -79,7 +79,7 @@ def search(float_module: ClassifierModule, config: Config, data_dir: str | Path,
     cost = cost_function(config, data_dir)
     fixed = {c: w for c, w in resolve_bits(config.qat.bits).items() if c not in settings.components}
 
-    def evaluate(bits: dict, current: Optional[Candidate]) -> Candidate:
+    def evaluate(bits: dict, current: Candidate | None) -> Candidate:
         """A short QAT at `bits` (the rest as in qat.bits) from the current model (at the start, the float one)."""
         qat = QatConfig(**{**config.qat.model_dump(), "bits": {**fixed, **bits}, "epochs": settings.epochs})
         run_dir = workdir / "-".join(f"{c}{w}" for c, w in bits.items())
@@ -94,7 +94,7 @@ def search(float_module: ClassifierModule, config: Config, data_dir: str | Path,
 
     rounds = []
 
-    def on_round(number: int, candidates: list[Candidate], chosen: Optional[Candidate]) -> None:
+    def on_round(number: int, candidates: list[Candidate], chosen: Candidate | None) -> None:
         rounds.append({"round": number, "candidates": [c.summary() for c in candidates],
                        "chosen": None if chosen is None else chosen.summary()})
         print(f"round {number}: " + (f"keep {chosen.bits}" if chosen else "no candidate passes; stop"), flush=True)

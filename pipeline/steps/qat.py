@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from pipeline.config import Config, QatConfig
 from pipeline.cost import model_proxies
@@ -22,7 +21,7 @@ def quantized_copy(float_module: ClassifierModule, config: Config, data_dir: str
 
 
 def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-          qat: QatConfig, sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+          qat: QatConfig, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     """QAT from the float weights. Returns (best-validation module, metrics)."""
     return fit(quantized_copy(float_module, config, data_dir, qat), config, qat, data_dir, workdir, sink)
 
@@ -34,7 +33,7 @@ def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
 
 
 def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-            qat: Optional[QatConfig] = None, sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+            qat: QatConfig | None = None, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     """Float vs PTQ vs QAT at the same bits: accuracies and cost proxies. Returns (QAT module, metrics)."""
     qat = qat or config.qat
     float_eval = evaluate(quantized_copy(float_module, config, data_dir, qat.model_copy(update={"bits": {}})),

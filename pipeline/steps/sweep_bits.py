@@ -3,16 +3,16 @@ each bit width; test accuracy after PTQ and after a short QAT, everything else i
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from pipeline.config import Config
-from pipeline.quant.ptq import quantized_copy, train
+from pipeline.steps.qat import quantized_copy, train
 from pipeline.training import ClassifierModule, evaluate, for_short_runs
 
 
 def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-               log: Optional[Callable[[dict], None]] = None) -> dict:
+               log: Callable[[dict], None] | None = None) -> dict:
     """{"float": acc, "<component>": {"<bits>": {"ptq": acc, "qat": acc}}} on the test split."""
     sweep = config.sweep_bits
     base = config.qat

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -24,8 +24,8 @@ def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = Fals
 
 
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-             settings: Optional[FinetuneConfig] = None,
-             sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+             settings: FinetuneConfig | None = None,
+             sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     """Train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor; noise-free validation."""
     settings = settings or config.finetune
     return fit(noisy_copy(module, settings.sigma, settings.mixing_noise), config, settings, data_dir, workdir, sink)

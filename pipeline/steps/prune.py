@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from pipeline.config import Config, PruneConfig
 from pipeline.cost import LayerCounts, proxies
@@ -30,8 +29,8 @@ def pruned_copy(module: ClassifierModule) -> ClassifierModule:
 
 
 def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-                      settings: Optional[PruneConfig] = None,
-                      sink: Optional[MetricsSink] = None) -> tuple[ClassifierModule, dict]:
+                      settings: PruneConfig | None = None,
+                      sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     settings = settings or config.prune
     pruned = pruned_copy(module).to(module.device)  # the search runs where the module is
     x_val, y_val = load_split(data_dir, "validation").tensors

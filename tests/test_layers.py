@@ -1,0 +1,55 @@
+"""Imports run one way: mechanisms below training, training below the workflows, stages on top; no circles."""
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, direct_imports
+
+# Lower layers first; a module may import its own layer and the layers below it.
+LAYERS = {
+    "mechanisms": ("pipeline/__init__.py", "pipeline/section.py", "pipeline/config.py", "pipeline/progress.py",
+                   "pipeline/cuda_graphs.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/data/",
+                   "pipeline/model/", "pipeline/quant/", "pipeline/prune/", "pipeline/analog/", "pipeline/cost/"),
+    "training": ("pipeline/training.py",),
+    "workflows": ("pipeline/steps/", "pipeline/tracking.py", "pipeline/stage.py", "pipeline/runs.py",
+                  "pipeline/presets.py", "pipeline/exact.py", "pipeline/gate.py"),
+}
+ORDER = list(LAYERS)
+MODULES = sorted((ROOT / "pipeline").rglob("*.py"))
+
+
+def layer(path: Path) -> str:
+    name = path.relative_to(ROOT).as_posix()
+    return next(layer for layer, prefixes in LAYERS.items() if any(name.startswith(p) for p in prefixes))
+
+
+def test_every_module_has_a_layer():
+    for path in MODULES:
+        layer(path)  # StopIteration names a module missing from LAYERS
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_go_down_or_sideways(path):
+    upward = [p.relative_to(ROOT).as_posix() for p in direct_imports(path)
+              if ORDER.index(layer(p)) > ORDER.index(layer(path))]
+    assert not upward, f"{layer(path)} module imports {upward}"
+
+
+def test_no_import_circle():
+    # a module inside a package runs after that package's __init__ has started: no edge back to it
+    graph = {path: {t for t in direct_imports(path) if not (t.name == "__init__.py" and t.parent in path.parents)}
+             for path in MODULES}
+    state: dict[Path, str] = {}
+
+    def visit(path: Path, trail: list[Path]) -> None:
+        state[path] = "open"
+        for target in graph[path]:
+            if state.get(target) == "open":
+                circle = trail[trail.index(target):] + [target] if target in trail else [path, target]
+                pytest.fail("import circle: " + " → ".join(p.relative_to(ROOT).as_posix() for p in circle))
+            if target not in state:
+                visit(target, trail + [target])
+        state[path] = "done"
+
+    for path in MODULES:
+        if path not in state:
+            visit(path, [path])
