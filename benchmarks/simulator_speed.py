@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from bench_config import Report
 
-from pipeline.analog import simulator, tile_kernel
+from pipeline.analog import calibration, simulator, tile_kernel
 from pipeline.analog.devices import PRESETS
 from pipeline.config import EvaluateConfig
 from pipeline.training import ClassifierModule
@@ -58,7 +58,7 @@ def main() -> None:
     model = module.model.eval()
     settings, device = EvaluateConfig(), PRESETS["rram"]
     x = torch.randn(args.batch, args.seq_len, module.hparams.d_in, device="cuda")
-    programs = simulator.map_model(model, [x[:256]], settings.tile_rows, settings.tile_cols, settings.range_margin,
+    programs = calibration.map_model(model, [x[:256]], settings.tile_rows, settings.tile_cols, settings.range_margin,
                                    device)
     report = Report(args.out, args=vars(args))
     for chips in map(int, args.chips.split(",")):

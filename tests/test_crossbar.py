@@ -5,9 +5,12 @@ import torch
 from conftest import TINY
 
 from pipeline.analog import export
+from pipeline.analog.calibration import map_model
+from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile
-from pipeline.analog.simulator import Chips, CrossbarSSM, convert, map_model, simulated, slot_form
+from pipeline.analog.simulator import CrossbarSSM, simulated
+from pipeline.analog.tile_read import convert, slot_form
 from pipeline.config import ConfigError, parse
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks

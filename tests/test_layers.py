@@ -9,7 +9,7 @@ LAYERS = {
     "mechanisms": ("pipeline/__init__.py", "pipeline/section.py", "pipeline/config.py", "pipeline/progress.py",
                    "pipeline/cuda_graphs.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/data/",
                    "pipeline/model/", "pipeline/quant/", "pipeline/prune/", "pipeline/analog/", "pipeline/cost/"),
-    "training": ("pipeline/training.py",),
+    "training": ("pipeline/training/",),
     "workflows": ("pipeline/steps/", "pipeline/tracking.py", "pipeline/stage.py", "pipeline/runs.py",
                   "pipeline/presets.py", "pipeline/exact.py", "pipeline/gate.py"),
 }

@@ -9,8 +9,10 @@ import triton.language as tl
 from test_crossbar import model64
 
 from pipeline.analog import tile_kernel
+from pipeline.analog.calibration import map_model
+from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
-from pipeline.analog.simulator import Chips, CrossbarSSM, map_model
+from pipeline.analog.simulator import CrossbarSSM
 
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -159,9 +159,9 @@ def test_last_checkpoint_is_rewritten_every_epoch_even_without_improvement(tiny,
 
 
 def test_training_on_a_terminal_prints_no_banners_tips_or_summary(tiny, tmp_path, capfd, monkeypatch):
-    import pipeline.training
+    import pipeline.training.trainer
 
-    monkeypatch.setattr(pipeline.training, "show_progress", lambda: True)  # as on an interactive terminal
+    monkeypatch.setattr(pipeline.training.trainer, "show_progress", lambda: True)  # as on an interactive terminal
     one_epoch = tiny.model_copy(update={"pretrain": tiny.pretrain.model_copy(update={"epochs": 1})})
     data.prepare(one_epoch, tmp_path / "prepared")
     capfd.readouterr()

@@ -1,4 +1,4 @@
-"""The whole tile recurrence of one layer in one GPU kernel (Triton): `simulator.tile_step` for all L + 1 steps
+"""The whole tile recurrence of one layer in one GPU kernel (Triton): `tile_read.tile_step` for all L + 1 steps
 with the state in registers.
 
 One program holds one tile (its live slots) of one chip's channel for a block of sequences and steps through time;
@@ -94,7 +94,7 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
           var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip,
           dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
-    """One read of a tile: `simulator.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y)."""
+    """One read of a tile: `tile_read.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y)."""
     unit = 1.0 / (DAC + (DAC == 0))  # the DACs' step: inputs in [−1, 1]
     v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
     v_prev = _convert(u_prev, dac_prev, unit, DAC)
@@ -228,7 +228,7 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
          adc_bits: int | None, block: int = 16, warps: int = 2) -> torch.Tensor:
-    """y (C, B, H, L) of the tiles in slot form (arguments as `simulator.tile_step`) on inputs u (C, B, H, L);
+    """y (C, B, H, L) of the tiles in slot form (arguments as `tile_read.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
     sMNIST model (benchmarks/simulator_speed.py)."""

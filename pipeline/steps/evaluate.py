@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 import torch
 
+from pipeline.analog.calibration import measure, program_all
 from pipeline.analog.mapping import TileProgram
-from pipeline.analog.simulator import chip_accuracies, measure, program_all, simulated
+from pipeline.analog.simulator import chip_accuracies, simulated
 from pipeline.config import EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths

@@ -1,18 +1,10 @@
-"""Lightning training of the S4D classifier: the LightningModule, the per-epoch report and the Trainer factory."""
+"""The LightningModule of the S4D classifier and the callbacks every training uses."""
 from __future__ import annotations
 
-import functools
-import hashlib
 import itertools
-import json
-import logging
 import math
-import shutil
-import statistics
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -21,22 +13,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.analog.noise import attach_noise, set_noise
-from pipeline.config import Config, Schedule
 from pipeline.cuda_graphs import capture
-from pipeline.data import read_meta
-from pipeline.data.datamodule import PreparedDataModule
 from pipeline.model import S4DClassifier
-from pipeline.progress import show_progress
 from pipeline.prune.masks import attach_masks
 from pipeline.quant import calibrate, quantize, quantizers
 
 MetricsSink = Callable[[dict, int], None]
-# Lightning 2.6 with torch ≥ 2.10 warns about its own use of a deprecated torch API on every fit; nothing to act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # see resume_point
 SPLITS = ("train", "val", "test")
 CALIBRATION_BATCHES = 4
-BEST_AND_LAST = (("best", "val/acc"), ("last", None))  # (file name, monitored metric) of the two checkpoints
 
 
 class ClassifierModule(L.LightningModule):
@@ -167,7 +151,10 @@ class ClassifierModule(L.LightningModule):
 
 class EpochReport(L.Callback):
     """After each epoch: training throughput, then one summary line (when no progress bar) and the metrics
-    passed to `sink(metrics, epoch)` (e.g. the MLflow run)."""
+    passed to `sink(metrics, epoch)` (e.g. the MLflow run). Its history is saved in checkpoints under
+    `STATE_KEY` (`resume.epoch_history` reads it)."""
+
+    STATE_KEY = "EpochReport"
 
     def __init__(self, sink: MetricsSink | None = None, print_lines: bool = True):
         self.sink, self.print_lines = sink, print_lines
@@ -198,6 +185,10 @@ class EpochReport(L.Callback):
             if self.sink is not None:
                 self.sink(metrics, epoch)
 
+    @property
+    def state_key(self) -> str:
+        return self.STATE_KEY
+
     def state_dict(self) -> dict:
         return {"history": self.history}
 
@@ -226,146 +217,3 @@ class EpochSeed(L.Callback):
 
     def on_train_epoch_start(self, trainer, module):
         torch.manual_seed(self.seed + trainer.current_epoch)
-
-
-def quiet_lightning() -> None:
-    """No banners (accelerator lines), tips or advertisements from Lightning: the stages print their own lines."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-
-
-def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: MetricsSink | None = None,
-                 grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
-    checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
-    interactive = show_progress()
-    quiet_lightning()
-    best, last = (L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=str(workdir), filename=name, monitor=monitor, mode="max", save_top_k=1,
-        save_on_train_epoch_end=True, enable_version_counter=False) for name, monitor in BEST_AND_LAST)
-    train = config.train
-    on_gpus = train.devices > 1 and train.accelerator != "cpu" and torch.cuda.is_available()
-    return L.Trainer(
-        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
-        sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
-        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive),
-                   EpochSeed(config.seed),
-                   *callbacks],
-        enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
-    )
-
-
-def for_short_runs(config: Config) -> Config:
-    """`config` for many short trainings (sweep candidates): no torch.compile, whose 10–30 s per run cost more
-    than a one-epoch run gains from it."""
-    return config.model_copy(update={"train": config.train.model_copy(update={"compile": False})})
-
-
-def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | None = None) -> ClassifierModule:
-    return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
-                            schedule.model_dump(include=set(Schedule.model_fields)), quant)
-
-
-def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
-    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
-    missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
-    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
-    if extra:
-        raise ValueError(f"checkpoints do not match: {extra[:5]}")
-    return module
-
-
-@functools.cache
-def code_digest() -> str:
-    """Hex digest of the pipeline package's Python sources."""
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def run_key(module: ClassifierModule, config: Config, schedule: Schedule) -> str:
-    """Hex digest of what a training run depends on: the pipeline's code, seed, data and train params, the
-    schedule, the module's hyperparameters and its starting weights."""
-    digest = hashlib.sha256(code_digest().encode())
-    digest.update(json.dumps(
-        {"seed": config.seed, "data": config.data.model_dump(mode="json"),
-         "train": config.train.model_dump(mode="json"),
-         "schedule": schedule.model_dump(mode="json"), "hparams": dict(module.hparams)},
-        sort_keys=True, default=str).encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def resume_point(workdir: str | Path, key: str, epochs: int) -> Path | None:
-    """`workdir`/last.ckpt if it was written by an unfinished run (fewer than `epochs` epochs) with the same `key`,
-    i.e. an interrupted run of the same training; otherwise an emptied `workdir` that records `key`, and None (a
-    finished run is trained again: `dvc repro -f` retrains)."""
-    workdir = Path(workdir)
-    last, recorded = workdir / "last.ckpt", workdir / "run_key"
-    if last.is_file() and recorded.is_file() and recorded.read_text() == key:
-        if len(_callback_state(last, EpochReport.__name__)["history"]) < epochs:
-            return last
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    recorded.write_text(key)
-    return None
-
-
-def _callback_state(checkpoint: str | Path, prefix: str) -> dict:
-    states = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
-    return next(state for name, state in states.items() if name.startswith(prefix))
-
-
-def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
-        workdir: str | Path, sink: MetricsSink | None = None,
-        callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
-    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
-
-    Re-running the same training (same `run_key`) in the same `workdir` resumes from its last checkpoint; with
-    per-epoch batches and seeds, the result equals that of an uninterrupted run."""
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    resume = resume_point(workdir, run_key(module, config, schedule), schedule.epochs)
-    if resume is not None:
-        print(f"resuming from {resume} (same params and starting weights)", flush=True)
-    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
-    trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
-    module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
-    seconds = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
-    tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
-    history = _callback_state(Path(workdir) / "last.ckpt", EpochReport.__name__)["history"]
-    metrics = {
-        "val/acc": float(_callback_state(best, "ModelCheckpoint{'monitor': 'val/acc'")["best_model_score"]),
-        "test/acc": tested["test/acc"],
-        "test/loss": tested["test/loss"],
-        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        "train/seconds": seconds,
-        "train/epochs": len(history),
-        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in history),
-    }
-    return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
-
-
-def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: MetricsSink | None = None,
-                   callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
-    """Float pretraining of a fresh classifier."""
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    module = build_module(config, read_meta(data_dir), config.pretrain)
-    return fit(module, config, config.pretrain, data_dir, workdir, sink, callbacks)
-
-
-def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
-    """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
-    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
-    quiet_lightning()
-    trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision,
-                        logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return {**trainer.validate(module, datamodule=data, verbose=False)[0],
-            **trainer.test(module, datamodule=data, verbose=False)[0]}

@@ -1,0 +1,72 @@
+"""Device physics of programmed chips: programming noise, drift and its compensation, faults, IR drop and read
+noise, drawn once per chip and cell and evaluated at a time after programming (module docstring of simulator.py)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pipeline.analog.devices import DeviceConfig
+from pipeline.analog.mapping import TileProgram
+
+
+class Chips:
+    """`count` chips programmed with one layer's `TileProgram` on `device`: the random draws of each cell
+    (programming noise, drift exponent, faults) are made once; `weights(t)` gives the effective tiles at t."""
+
+    def __init__(self, tiles: TileProgram, device: DeviceConfig, count: int, generator: torch.Generator):
+        self.tiles, self.device = tiles, device
+        shape = (count, 2, *tiles.g_plus.shape)  # chip, G+/G−, H, T, R, K
+
+        def draw():
+            return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+        self.z, nu = draw(), draw()
+        self.nu = (device.drift_nu + device.drift_nu_std * nu).clamp_min(0)
+        fault = torch.rand(shape, generator=generator, dtype=torch.float64)
+        self.stuck_off, self.stuck_on = fault < device.stuck_off, (fault >= device.stuck_off) & (
+            fault < device.stuck_off + device.stuck_on)
+        H, T, R, K = tiles.g_plus.shape
+        along_row = torch.arange(2 * K, dtype=torch.float64).view(K, 2) / max(2 * K - 1, 1)  # physical column
+        along_col = (R - 1 - torch.arange(R, dtype=torch.float64)) / max(R - 1, 1)  # rows from the ADC
+        self.distance = ((along_row.T[:, None, :] + along_col[None, :, None]) / 2)  # (2, R, K)
+
+    def _sigma(self, g: torch.Tensor, t: float) -> torch.Tensor:
+        """Programming-noise std at t: the device's polynomials interpolated in log t."""
+        times = sorted(self.device.prog_noise)
+        g_rel = g / self.device.g_max
+
+        def at(key):
+            return self.device.g_max * sum(c * g_rel ** i for i, c in enumerate(self.device.prog_noise[key]))
+
+        if t <= times[0] or len(times) == 1:
+            return at(times[0]).clamp_min(0)
+        if t >= times[-1]:
+            return at(times[-1]).clamp_min(0)
+        hi = next(i for i, k in enumerate(times) if k >= t)
+        lo_t, hi_t = times[hi - 1], times[hi]
+        w = (math.log(t) - math.log(lo_t)) / (math.log(hi_t) - math.log(lo_t))
+        return ((1 - w) * at(lo_t) + w * at(hi_t)).clamp_min(0)
+
+    def conductances(self, t: float) -> torch.Tensor:
+        """(chip, G+/G−, H, T, R, K) in siemens at t seconds after programming."""
+        d = self.device
+        target = torch.stack([self.tiles.g_plus, self.tiles.g_minus]).to(torch.float64)
+        g = (target + self._sigma(target, t) * self.z).clamp_min(0)
+        g = g * (max(t, d.drift_t0) / d.drift_t0) ** (-self.nu)
+        g = torch.where(self.stuck_off, d.g_min, torch.where(self.stuck_on, d.g_max, g))
+        g = g * (1 - d.ir_drop * self.distance[:, None, None])
+        return g * self.tiles.present
+
+    def weights(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(effective weights (C, H, T, R, K) in signal units per DAC unit, read-noise std per unit (C, H, T, K)):
+        (G+ − G−)·gain, times the global drift compensation Σ|ΔG(min(t, t0))| / Σ|ΔG(t)| of each tile."""
+        def differential(time):
+            g = self.conductances(time)
+            return g[:, 0] - g[:, 1]
+
+        delta = differential(t)
+        reference = differential(min(t, self.device.drift_t0)) if t > self.device.drift_t0 else delta
+        compensation = reference.abs().sum((-2, -1)) / delta.abs().sum((-2, -1)).clamp_min(1e-30)
+        gain = self.tiles.gain.to(delta) * compensation[..., None]
+        return delta * gain[..., None, :], self.device.read_noise * self.device.g_max * gain

@@ -1,0 +1,121 @@
+"""The Trainer every stage uses, and training, reloading and testing a module with it."""
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from pipeline.config import Config, Schedule
+from pipeline.data import read_meta
+from pipeline.data.datamodule import PreparedDataModule
+from pipeline.progress import show_progress
+from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed, MetricsSink
+from pipeline.training.resume import best_score, epoch_history, resume_point, run_key
+
+# Lightning 2.6 with torch ≥ 2.10 warns about its own use of a deprecated torch API on every fit; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # see resume_point
+BEST_AND_LAST = (("best", "val/acc"), ("last", None))  # (file name, monitored metric) of the two checkpoints
+
+
+def quiet_lightning() -> None:
+    """No banners (accelerator lines), tips or advertisements from Lightning: the stages print their own lines."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: MetricsSink | None = None,
+                 grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+    """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
+    checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
+    interactive = show_progress()
+    quiet_lightning()
+    best, last = (L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=str(workdir), filename=name, monitor=monitor, mode="max", save_top_k=1,
+        save_on_train_epoch_end=True, enable_version_counter=False) for name, monitor in BEST_AND_LAST)
+    train = config.train
+    on_gpus = train.devices > 1 and train.accelerator != "cpu" and torch.cuda.is_available()
+    return L.Trainer(
+        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
+        sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
+        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
+        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive),
+                   EpochSeed(config.seed),
+                   *callbacks],
+        enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+
+
+def for_short_runs(config: Config) -> Config:
+    """`config` for many short trainings (sweep candidates): no torch.compile, whose 10–30 s per run cost more
+    than a one-epoch run gains from it."""
+    return config.model_copy(update={"train": config.train.model_copy(update={"compile": False})})
+
+
+def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | None = None) -> ClassifierModule:
+    return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
+                            schedule.model_dump(include=set(Schedule.model_fields)), quant)
+
+
+def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
+    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
+    missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
+    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
+    if extra:
+        raise ValueError(f"checkpoints do not match: {extra[:5]}")
+    return module
+
+
+def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
+        workdir: str | Path, sink: MetricsSink | None = None,
+        callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
+    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
+
+    Re-running the same training (same `run_key`) in the same `workdir` resumes from its last checkpoint; with
+    per-epoch batches and seeds, the result equals that of an uninterrupted run."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    resume = resume_point(workdir, run_key(module, config, schedule), schedule.epochs)
+    if resume is not None:
+        print(f"resuming from {resume} (same params and starting weights)", flush=True)
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
+    trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
+    module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
+    tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
+    history = epoch_history(Path(workdir) / "last.ckpt")
+    metrics = {
+        "val/acc": best_score(best, "val/acc"),
+        "test/acc": tested["test/acc"],
+        "test/loss": tested["test/loss"],
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "train/seconds": seconds,
+        "train/epochs": len(history),
+        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in history),
+    }
+    return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
+
+
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: MetricsSink | None = None,
+                   callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
+    """Float pretraining of a fresh classifier."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = build_module(config, read_meta(data_dir), config.pretrain)
+    return fit(module, config, config.pretrain, data_dir, workdir, sink, callbacks)
+
+
+def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
+    """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
+    data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
+    quiet_lightning()
+    trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return {**trainer.validate(module, datamodule=data, verbose=False)[0],
+            **trainer.test(module, datamodule=data, verbose=False)[0]}
