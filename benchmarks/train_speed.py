@@ -79,7 +79,7 @@ def main() -> None:
         if args.qat_bits:
             bits = parse_bits(args.qat_bits.split(","))
             qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs})
-            quantized = quantized_copy(float_module, config, tmp / "prepared", qat)
+            quantized = quantized_copy(float_module, qat)
             _, result["qat"] = timed_fit(
                 lambda callbacks, sink: fit(quantized, config, qat, tmp / "prepared", tmp / "qat", sink, callbacks),
                 f"qat {args.qat_bits}")

@@ -34,7 +34,7 @@ from pipeline.quant import calibrate
 from pipeline.steps.evaluate import crossbar_accuracy, energy_metrics, layout_metrics
 from pipeline.steps.finetune import robustness
 from pipeline.steps.prune import live_counts, pruned_copy
-from pipeline.training import CALIBRATION_BATCHES, ClassifierModule, load_weights
+from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
 
 FOLDER = Path("regression/exact")
 EXPECTED = FOLDER / "expected.json"
@@ -58,11 +58,6 @@ def make_fixtures(float_ckpt: Path, qat_ckpt: Path, data_dir: Path, folder: Path
     torch.save(data, folder / "data.pt")
 
 
-def _quantized(float_module: ClassifierModule, quant: dict) -> ClassifierModule:
-    h = float_module.hparams
-    return load_weights(ClassifierModule(h.d_in, h.n_classes, h.model, h.optim, quant), float_module)
-
-
 def _prefixed(prefix: str, values: dict) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}
 
@@ -84,7 +79,7 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     qat_module = ClassifierModule.load_from_checkpoint(folder / "qat.ckpt", map_location="cpu")
     quant, h = qat_module.hparams.quant, qat_module.hparams
     out = _prefixed("float", scores(float_module.model, x_test, y_test, "conv"))
-    ptq = _quantized(float_module, quant)
+    ptq = float_module.rebuilt(quant=quant)
     calibrate(ptq.model, calibration, ptq.eval_mode)
     out |= _prefixed("ptq", scores(ptq.model, x_test, y_test, ptq.eval_mode))
     out["ptq/logits"] = _digest(ptq.model.eval()(x_test[:32], ptq.eval_mode))

@@ -24,7 +24,7 @@ def test_qat_beats_ptq_at_two_bits_and_reports_costs(tiny, tmp_path):
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")
     assert reloaded.hparams.quant["bits"] == {"all": 2}
     fine = tiny.qat.model_copy(update={"bits": {"all": 16}})
-    ptq16 = evaluate(quantized_copy(float_module, tiny, tmp_path / "prepared", fine), tiny, tmp_path / "prepared")
+    ptq16 = evaluate(quantized_copy(float_module, fine), tiny, tmp_path / "prepared")
     assert abs(ptq16["test/acc"] - metrics["float/test/acc"]) < 0.01  # 16 bits is as good as float
 
 
@@ -32,7 +32,7 @@ def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
     data.prepare(tiny, tmp_path / "prepared")
     float_module = build_module(tiny, read_meta(tmp_path / "prepared"), tiny.pretrain)
     deploy = tiny.qat.model_copy(update={"target": "deploy", "bits": {"all": 6}})
-    module = quantized_copy(float_module, tiny, tmp_path / "prepared", deploy)
+    module = quantized_copy(float_module, deploy)
     assert module.eval_mode == "recurrent"
     reported = evaluate(module, tiny, tmp_path / "prepared")["test/acc"]  # calibrates the state quantizers
     x, y = load_split(tmp_path / "prepared", "test").tensors
@@ -40,7 +40,7 @@ def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
         recurrent = (module.eval()(x, "recurrent").argmax(-1) == y).float().mean().item()
     assert reported == pytest.approx(recurrent, abs=1e-6)
     torch.manual_seed(123)  # calibration must not depend on the global random state
-    again = evaluate(quantized_copy(float_module, tiny, tmp_path / "prepared", deploy), tiny, tmp_path / "prepared")
+    again = evaluate(quantized_copy(float_module, deploy), tiny, tmp_path / "prepared")
     assert again["test/acc"] == reported
 
 

@@ -115,3 +115,18 @@ def test_fft_conv_folds_the_inverse_scaling_into_the_kernel_spectrum_exactly():
     y = fft_conv(u, k)
     for got, want in zip((y, *torch.autograd.grad(y, (u, k), g)), expected):
         assert torch.equal(got, want)
+
+
+def test_tap_transforms_apply_in_one_order_whatever_the_order_they_were_attached_in():
+    from pipeline.analog.noise import Noise
+    from pipeline.model.taps import Taps
+    from pipeline.prune.masks import Mask
+    from pipeline.quant import Quantizer
+
+    orders = [("mask", "noise", "quantizer"), ("noise", "quantizer", "mask"), ("quantizer", "mask", "noise")]
+    made = {"quantizer": lambda: Quantizer(4), "noise": lambda: Noise(0.1), "mask": lambda: Mask("entry", (3,))}
+    for order in orders:
+        taps = Taps()
+        for name in order:
+            taps.attach("C", made[name]())
+        assert list(taps["C"]._modules) == ["quantizer", "noise", "mask"], order

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from pipeline.model import S4DClassifier
-from pipeline.prune.masks import Mask
 
 CROSSBAR_TAPS = ("A_bar", "B_bar", "C", "D")
 
@@ -41,7 +40,7 @@ def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False)
         points = [(block.ssm.taps, name) for name in CROSSBAR_TAPS] + ([(block.taps, "mix")] if mixing else [])
         for taps, name in points:
             noise = Noise(sigma)
-            taps.attach(name, noise, before=Mask)
+            taps.attach(name, noise)  # between the quantizer and any mask (taps.ORDER)
             added.append(noise)
     return added
 

@@ -10,17 +10,14 @@ import torch
 from pipeline.analog.noise import noise_modules, set_noise
 from pipeline.config import Config, FinetuneConfig
 from pipeline.prune.search import accuracy
-from pipeline.training import ClassifierModule, MetricsSink, fit, load_weights
+from pipeline.training import ClassifierModule, MetricsSink, fit
 
 
 def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = False) -> ClassifierModule:
     """`module` (its quantizers and masks kept, on its device) with noise taps that train at `sigma`."""
     if noise_modules(module.model):
         return module
-    h = module.hparams
-    copy = ClassifierModule(h.d_in, h.n_classes, h.model, h.optim, h.get("quant"), h.get("pruned", False),
-                            noise={"sigma": sigma, "mixing": mixing})
-    return load_weights(copy, module).to(module.device)
+    return module.rebuilt(noise={"sigma": sigma, "mixing": mixing})
 
 
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,

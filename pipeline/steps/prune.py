@@ -9,7 +9,7 @@ from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.prune.masks import LayerMasks, attach_masks, fractions
 from pipeline.prune.search import prune
-from pipeline.training import ClassifierModule, MetricsSink, fit, load_weights
+from pipeline.training import ClassifierModule, MetricsSink, fit
 
 
 def live_counts(module: ClassifierModule, layers: list[LayerMasks]) -> list[LayerCounts]:
@@ -24,8 +24,7 @@ def live_counts(module: ClassifierModule, layers: list[LayerMasks]) -> list[Laye
 
 def pruned_copy(module: ClassifierModule) -> ClassifierModule:
     """`module` with all-ones masks attached (its quantizers, if any, kept)."""
-    h = module.hparams
-    return load_weights(ClassifierModule(h.d_in, h.n_classes, h.model, h.optim, h.get("quant"), pruned=True), module)
+    return module.rebuilt(pruned=True)
 
 
 def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,

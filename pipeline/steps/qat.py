@@ -6,7 +6,7 @@ from pathlib import Path
 from pipeline.config import Config, QatConfig
 from pipeline.cost import model_proxies
 from pipeline.data import read_meta
-from pipeline.training import ClassifierModule, MetricsSink, build_module, evaluate, fit, load_weights
+from pipeline.training import ClassifierModule, MetricsSink, evaluate, fit, optim_params
 
 
 def quant_params(qat: QatConfig) -> dict:
@@ -14,16 +14,16 @@ def quant_params(qat: QatConfig) -> dict:
     return qat.model_dump(include={"target", "bits", "scale", "clip", "train_mode"})
 
 
-def quantized_copy(float_module: ClassifierModule, config: Config, data_dir: str | Path,
-                   qat: QatConfig) -> ClassifierModule:
-    """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT)."""
-    return load_weights(build_module(config, read_meta(data_dir), qat, quant_params(qat)), float_module)
+def quantized_copy(float_module: ClassifierModule, qat: QatConfig) -> ClassifierModule:
+    """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT) with
+    the `qat` schedule."""
+    return float_module.rebuilt(quant=quant_params(qat), optim=optim_params(qat))
 
 
 def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
           qat: QatConfig, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     """QAT from the float weights. Returns (best-validation module, metrics)."""
-    return fit(quantized_copy(float_module, config, data_dir, qat), config, qat, data_dir, workdir, sink)
+    return fit(quantized_copy(float_module, qat), config, qat, data_dir, workdir, sink)
 
 
 def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
@@ -36,9 +36,9 @@ def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path
             qat: QatConfig | None = None, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     """Float vs PTQ vs QAT at the same bits: accuracies and cost proxies. Returns (QAT module, metrics)."""
     qat = qat or config.qat
-    float_eval = evaluate(quantized_copy(float_module, config, data_dir, qat.model_copy(update={"bits": {}})),
+    float_eval = evaluate(quantized_copy(float_module, qat.model_copy(update={"bits": {}})),
                           config, data_dir)
-    ptq_eval = evaluate(quantized_copy(float_module, config, data_dir, qat), config, data_dir)
+    ptq_eval = evaluate(quantized_copy(float_module, qat), config, data_dir)
     trained, metrics = train(float_module, config, data_dir, workdir, qat, sink)
     float_cost, quant_cost = costs(config, data_dir, {}), costs(config, data_dir, qat.bits)
     metrics |= {f"float/{k}": v for k, v in float_eval.items()} | {f"ptq/{k}": v for k, v in ptq_eval.items()}

@@ -16,7 +16,7 @@ def energies(config: Config, data: Path, checkpoints: dict[str, Path]) -> dict[s
     settings, x = config.evaluate, load_split(data, "train").tensors[0]
     modules = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
                for name, path in checkpoints.items()}
-    modules["PTQ"] = quantized_copy(modules["float"], config, data, config.qat)
+    modules["PTQ"] = quantized_copy(modules["float"], config.qat)
     calibrate(modules["PTQ"].model, range_batches(x, config.train.batch_size),  # the batches training calibrates on
               modules["PTQ"].eval_mode)
     ranges = range_batches(x, settings.batch_size)

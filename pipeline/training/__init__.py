@@ -1,6 +1,6 @@
 """Lightning training of the S4D classifier: the module and its callbacks (module.py), the Trainer and fit
 (trainer.py), resuming interrupted runs (resume.py)."""
-from pipeline.training.module import CALIBRATION_BATCHES, ClassifierModule, MetricsSink
+from pipeline.training.module import CALIBRATION_BATCHES, ClassifierModule, MetricsSink, load_weights
 from pipeline.training.resume import resume_point, run_key
 from pipeline.training.trainer import (
     build_module,
@@ -8,9 +8,10 @@ from pipeline.training.trainer import (
     fit,
     fit_classifier,
     for_short_runs,
-    load_weights,
     make_trainer,
+    optim_params,
 )
 
 __all__ = ["CALIBRATION_BATCHES", "ClassifierModule", "MetricsSink", "build_module", "evaluate", "fit",
-           "fit_classifier", "for_short_runs", "load_weights", "make_trainer", "resume_point", "run_key"]
+           "fit_classifier", "for_short_runs", "load_weights", "make_trainer", "optim_params", "resume_point",
+           "run_key"]

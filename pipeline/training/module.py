@@ -58,6 +58,12 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
 
+    def rebuilt(self, **changes) -> ClassifierModule:
+        """This module built again with `changes` to its hyperparameters (what is attached: `quant`, `pruned`,
+        `noise`; or its `optim`), holding its weights (only tap state may be new), on its device. The constructor
+        is the one place that attaches, in one order (quantizers, masks, noise; `Taps.ORDER` orders them in use)."""
+        return load_weights(ClassifierModule(**{**self.hparams, **changes}), self).to(self.device)
+
     def use_cuda_graphs(self, enabled: bool = True, compile: bool = False) -> None:
         """Capture the training pass (compiled first with `compile`) as CUDA graphs at the next training step, if
         it runs on one GPU in 32 or 64 bits (autocast and DDP's gradient hooks do not mix with capture); otherwise
@@ -217,3 +223,12 @@ class EpochSeed(L.Callback):
 
     def on_train_epoch_start(self, trainer, module):
         torch.manual_seed(self.seed + trainer.current_epoch)
+
+
+def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
+    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
+    missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
+    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
+    if extra:
+        raise ValueError(f"checkpoints do not match: {extra[:5]}")
+    return module

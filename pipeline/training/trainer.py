@@ -57,18 +57,13 @@ def for_short_runs(config: Config) -> Config:
     return config.model_copy(update={"train": config.train.model_copy(update={"compile": False})})
 
 
+def optim_params(schedule: Schedule) -> dict:
+    """The optimizer part of a training section, as a module's `optim` hyperparameter."""
+    return schedule.model_dump(include=set(Schedule.model_fields))
+
+
 def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | None = None) -> ClassifierModule:
-    return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(),
-                            schedule.model_dump(include=set(Schedule.model_fields)), quant)
-
-
-def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
-    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
-    missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
-    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
-    if extra:
-        raise ValueError(f"checkpoints do not match: {extra[:5]}")
-    return module
+    return ClassifierModule(meta["d_in"], meta["n_classes"], config.model.model_dump(), optim_params(schedule), quant)
 
 
 def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
