@@ -19,7 +19,7 @@ from simulator_speed import sequences_per_s
 
 from pipeline import data
 from pipeline.data.datamodule import load_split
-from pipeline.prune.search import accuracy
+from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, duration, energy_metrics, layout_metrics
 from pipeline.steps.finetune import finetune
 from pipeline.steps.prune import prune_and_recover

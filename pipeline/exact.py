@@ -29,8 +29,9 @@ from pipeline.config import EvaluateConfig
 from pipeline.cost import model_proxies, proxies
 from pipeline.data.datamodule import load_split
 from pipeline.prune.masks import fractions
-from pipeline.prune.search import prune, scores
+from pipeline.prune.search import prune
 from pipeline.quant import calibrate
+from pipeline.scoring import scores
 from pipeline.steps.evaluate import crossbar_accuracy, energy_metrics, layout_metrics
 from pipeline.steps.finetune import robustness
 from pipeline.steps.prune import live_counts, pruned_copy

@@ -11,7 +11,7 @@ from pipeline.analog import export
 from pipeline.config import Config
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_crossbar_accuracy, plot_energy
-from pipeline.prune.search import accuracy
+from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, energy_metrics, layout_metrics, range_batches
 from pipeline.training import ClassifierModule
 

@@ -7,8 +7,9 @@ from conftest import ROOT, direct_imports
 # Lower layers first; a module may import its own layer and the layers below it.
 LAYERS = {
     "mechanisms": ("pipeline/__init__.py", "pipeline/section.py", "pipeline/config.py", "pipeline/progress.py",
-                   "pipeline/cuda_graphs.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/data/",
-                   "pipeline/model/", "pipeline/quant/", "pipeline/prune/", "pipeline/analog/", "pipeline/cost/"),
+                   "pipeline/cuda_graphs.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/scoring.py",
+                   "pipeline/data/", "pipeline/model/", "pipeline/quant/", "pipeline/prune/", "pipeline/analog/",
+                   "pipeline/cost/"),
     "training": ("pipeline/training/",),
     "workflows": ("pipeline/steps/", "pipeline/tracking.py", "pipeline/stage.py", "pipeline/runs.py",
                   "pipeline/presets.py", "pipeline/exact.py", "pipeline/gate.py"),

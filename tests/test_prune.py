@@ -9,7 +9,8 @@ from pipeline.cost import model_proxies, proxies
 from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
 from pipeline.prune import attach_masks, fractions, prune
-from pipeline.prune.search import accuracy, greedy, mode_candidates
+from pipeline.prune.search import greedy, mode_candidates
+from pipeline.scoring import accuracy
 from pipeline.steps.prune import live_counts, pruned_copy
 from pipeline.training import ClassifierModule, build_module, fit_classifier
 

@@ -76,17 +76,3 @@ def simulated(model: S4DClassifier, programs: list[TileProgram], device: DeviceC
         layers.append(CrossbarSSM(tiles, weights, read_std, dac_bits, adc_bits))
     param = next(model.parameters())
     return with_layers(model, layers).to(device=param.device, dtype=param.dtype)
-
-
-@torch.no_grad()
-def chip_accuracies(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, chips: int,
-                    batch_size: int = 256) -> torch.Tensor:
-    """Accuracy of each chip of a `simulated` model on (x, y); `batch_size` counts sequences × chips."""
-    per_batch = max(1, batch_size // chips)
-    param = next(model.parameters())
-    correct = torch.zeros(chips)
-    for start in range(0, len(x), per_batch):
-        xb, yb = x[start:start + per_batch].to(param.device), y[start:start + per_batch].to(param.device)
-        logits = model(xb.repeat(chips, 1, 1)).view(chips, len(xb), -1)
-        correct += (logits.argmax(-1) == yb).sum(-1).cpu()
-    return correct / len(x)

@@ -15,32 +15,12 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import LayerMasks, Mask, attach_masks
+from pipeline.scoring import scores
 
 Candidate = tuple[float, Mask, int]  # (saliency, mask, flat index into mask.keep)
-
-
-@torch.no_grad()
-def scores(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> dict[str, float]:
-    """{"accuracy", "loss" (mean cross-entropy)} in evaluation mode, on the model's device; the model's
-    train/eval state is left as it was."""
-    was_training = model.training
-    model.eval()
-    on = next(model.parameters()).device
-    correct, loss = 0, 0.0
-    for i in range(0, len(y), batch):
-        logits, target = model(x[i:i + batch].to(on), mode).cpu(), y[i:i + batch]
-        correct += int((logits.argmax(-1) == target).sum())
-        loss += float(F.cross_entropy(logits.double(), target, reduction="sum"))
-    model.train(was_training)
-    return {"accuracy": correct / len(y), "loss": loss / len(y)}
-
-
-def accuracy(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> float:
-    return scores(model, x, y, mode, batch)["accuracy"]
 
 
 def _ranked(per_layer) -> list[Candidate]:

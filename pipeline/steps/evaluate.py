@@ -10,10 +10,11 @@ import torch
 
 from pipeline.analog.calibration import measure, program_all
 from pipeline.analog.mapping import TileProgram
-from pipeline.analog.simulator import chip_accuracies, simulated
+from pipeline.analog.simulator import simulated
 from pipeline.config import EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
+from pipeline.scoring import copy_accuracies
 from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
 
 UNITS = (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60))
@@ -49,7 +50,7 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
             chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,
                               seed)
             torch.manual_seed(seed)  # read noise
-            accs = chip_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
+            accs = copy_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
             point = curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
                                                  "min": min(accs)}
             print(f"crossbar {name} at {duration(t)}: {settings.chips} chips, accuracy {point['mean']:.4f} ± "

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.analog.noise import noise_modules, set_noise
 from pipeline.config import Config, FinetuneConfig
-from pipeline.prune.search import accuracy
+from pipeline.scoring import accuracy
 from pipeline.training import ClassifierModule, MetricsSink, fit
 
 

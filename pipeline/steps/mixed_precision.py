@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.config import Config, QatConfig, resolve_bits
 from pipeline.data.datamodule import load_split
-from pipeline.prune.search import accuracy
+from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import model_energy, range_batches
 from pipeline.steps.qat import costs, train
 from pipeline.training import ClassifierModule, for_short_runs
