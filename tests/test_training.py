@@ -168,3 +168,14 @@ def test_training_on_a_terminal_prints_no_banners_tips_or_summary(tiny, tmp_path
     fit_classifier(one_epoch, tmp_path / "prepared", tmp_path / "work")
     printed = "".join(capfd.readouterr())
     assert not any(noise in printed for noise in ("GPU available", "TPU available", "Tip", "Total params", "| Name"))
+
+
+def test_importing_the_library_adds_no_warning_filters():
+    import subprocess
+    import sys
+
+    code = ("import warnings, lightning, torch, torchmetrics, datasets, matplotlib; before = list(warnings.filters); "
+            "import pipeline.training, pipeline.steps.qat, pipeline.steps.evaluate, pipeline.steps.finetune; "
+            "added = [f for f in warnings.filters if f not in before]; assert not added, added")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

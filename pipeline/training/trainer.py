@@ -1,6 +1,7 @@
 """The Trainer every stage uses, and training, reloading and testing a module with it."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
@@ -18,9 +19,19 @@ from pipeline.progress import show_progress
 from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed, MetricsSink
 from pipeline.training.resume import best_score, epoch_history, resume_point, run_key
 
-# Lightning 2.6 with torch ≥ 2.10 warns about its own use of a deprecated torch API on every fit; nothing to act on.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # see resume_point
+IGNORED_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",  # Lightning 2.6 on torch ≥ 2.10, about its own use of a torch API
+    r"Checkpoint directory .* exists and is not empty",  # resume_point keeps the folder on purpose
+)
+
+
+@contextlib.contextmanager
+def lightning_warnings_ignored():
+    """Within the block only: Lightning's warnings that ask nothing of the user are not shown."""
+    with warnings.catch_warnings():
+        for message in IGNORED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 BEST_AND_LAST = (("best", "val/acc"), ("last", None))  # (file name, monitored metric) of the two checkpoints
 
 
@@ -80,11 +91,12 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
     module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
-    seconds = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
-    tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
+    with lightning_warnings_ignored():
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
+        seconds = time.perf_counter() - start
+        best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
+        tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
     history = epoch_history(Path(workdir) / "last.ckpt")
     metrics = {
         "val/acc": best_score(best, "val/acc"),
@@ -112,5 +124,6 @@ def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> 
     quiet_lightning()
     trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision,
                         logger=False, enable_progress_bar=False, enable_model_summary=False)
-    return {**trainer.validate(module, datamodule=data, verbose=False)[0],
-            **trainer.test(module, datamodule=data, verbose=False)[0]}
+    with lightning_warnings_ignored():
+        return {**trainer.validate(module, datamodule=data, verbose=False)[0],
+                **trainer.test(module, datamodule=data, verbose=False)[0]}
