@@ -1,33 +1,7 @@
 """QS4D's comparison: the structured fraction prunable from the float and from the QAT model at the same
 criterion (no recovery) → a metrics file. Run with `dvc repro sweeps/dvc.yaml:prune_compare`."""
-import json
-from pathlib import Path
-
-from pipeline import stage, tracking
-from pipeline.config import Config
-from pipeline.data.datamodule import load_split
-from pipeline.prune.search import prune
-from pipeline.steps.prune import pruned_copy
-from pipeline.training import ClassifierModule
-
-
-def main(config: Config, data: Path, float_model: Path, qat_model: Path, metrics: Path) -> None:
-    x_val, y_val = load_split(data, "validation").tensors
-    settings = config.prune
-    results = {"criterion": settings.criterion, "tolerance": settings.criterion_tolerance()}
-    models = {"float": float_model, "qat": qat_model}
-    with tracking.stage_run(config, "prune_compare") as run:
-        for name, path in models.items():
-            module = pruned_copy(ClassifierModule.load_from_checkpoint(path, map_location="cpu"))
-            search = prune(module.model, x_val, y_val, module.eval_mode, settings.criterion_tolerance(),
-                           ("structured",), settings.criterion)
-            total = sum(m.mode.keep.numel() for m in search["layers"])
-            results[name] = {"structured_frac": search["removed"]["structured"] / total,
-                             "val_acc_before": search["baseline_val_acc"], "val_acc_after": search["val_acc"]}
-        run.log_metrics({f"{m}/{k}": v for m in models for k, v in results[m].items()})
-        run.log_artifact(stage.write_metrics(metrics, results))
-    print(json.dumps(results))
-
+from pipeline import stage
+from pipeline.steps import prune_compare
 
 if __name__ == "__main__":
-    stage.run(main, "data", "float_model", "qat_model", "metrics")
+    stage.run(prune_compare.run, "data", "float_model", "qat_model", "metrics")

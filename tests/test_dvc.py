@@ -2,6 +2,7 @@ import ast
 import json
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,7 +42,7 @@ def test_every_path_in_the_command_is_declared(stage):
     files = declared(stage, "deps", "outs", "metrics", "plots")
     for flag, path in given.items():
         if flag == "--metrics-dir":  # the report reads its INPUTS from there: each must be a dep
-            tree = ast.parse((ROOT / words[1]).read_text())
+            tree = ast.parse((ROOT / "pipeline" / "steps" / Path(words[1]).name).read_text())  # the stage's step
             inputs = next(ast.literal_eval(n.value) for n in tree.body
                           if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "INPUTS")
             assert {f"{path}/{name}.json" for name in inputs} <= declared(stage, "deps")

@@ -1,14 +1,14 @@
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY
 from mlflow.tracking import MlflowClient
 
 from pipeline import data, tracking
 from pipeline.config import ConfigError, parse
+from pipeline.steps import mixed_precision
 from pipeline.steps.mixed_precision import Candidate, cheapest_passing, descend, lowered, search
 from pipeline.training import fit_classifier
 
@@ -72,10 +72,7 @@ def test_stage_writes_the_path_and_logs_every_candidate_as_a_nested_run(tmp_path
     (tmp_path / "models").mkdir()
     shutil.copyfile(tmp_path / "float" / "best.ckpt", tmp_path / "models" / "pretrain.ckpt")
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("mixed_stage", ROOT / "stages" / "mixed_precision.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    stage.main(config, data=Path("data/prepared"), float_model=Path("models/pretrain.ckpt"),
+    mixed_precision.run(config, data=Path("data/prepared"), float_model=Path("models/pretrain.ckpt"),
                metrics=Path("metrics/mixed_precision.json"), plot=Path("plots/mixed_precision.png"))
     result = json.loads((tmp_path / "metrics" / "mixed_precision.json").read_text())
     # size counts A's bits, not the state's: A is lowered first, then the state at no saving

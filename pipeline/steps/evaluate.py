@@ -2,19 +2,25 @@
 device, and the energy per inference against digital baselines."""
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
+from pipeline import stage, tracking
+from pipeline.analog import export
 from pipeline.analog.calibration import measure, program_all
 from pipeline.analog.mapping import TileProgram
 from pipeline.analog.simulator import simulated
-from pipeline.config import EvaluateConfig
+from pipeline.config import Config, EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
-from pipeline.scoring import copy_accuracies
+from pipeline.data.datamodule import load_split
+from pipeline.plots import plot_crossbar_accuracy, plot_energy
+from pipeline.scoring import accuracy, copy_accuracies
 from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
 
 UNITS = (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60))
@@ -99,3 +105,41 @@ def model_energy(module: ClassifierModule, calibration: list[torch.Tensor], step
     measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
     device = next(iter(settings.device_settings().values()))
     return energy_metrics(module, program_all(measured, device), steps, settings)[0]["energy/pj_per_inference"]
+
+
+def run(config: Config, data: Path, model: Path, programs_dir: Path, metrics: Path, accuracy_plot: Path,
+         energy_plot: Path) -> None:
+    """The `evaluate` stage: the fine-tuned model on simulated crossbar chips (per device, over time) beside its
+    software accuracy; energy per inference vs digital baselines; the crossbar programs (one folder per device),
+    metrics and two plots."""
+    settings = config.evaluate
+    on = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    with tracking.stage_run(config, "evaluate") as tracked:
+        shutil.rmtree(programs_dir, ignore_errors=True)
+        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        x, y = load_split(data, "test").tensors
+        x, y = x[:settings.test_samples], y[:settings.test_samples]
+        calibration = range_batches(load_split(data, "train").tensors[0], settings.batch_size)
+        software = accuracy(module.model, x, y, module.eval_mode)
+        curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
+        first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))
+        values = {"software/acc": software, "test_samples": len(x), "chips": settings.chips,
+                  **{f"crossbar/acc_{k}": v for k, v in curves[first][start].items()},
+                  **layout_metrics(programs[first])}
+        values |= {f"crossbar/{device}/{t}/acc_{k}": v
+                   for device, curve in curves.items() for t, point in curve.items() for k, v in point.items()}
+        energy, breakdown = energy_metrics(module, programs[first], x.shape[1], settings)
+        values |= energy
+        for device, device_programs in programs.items():
+            for path in export.save(device_programs, programs_dir / device, device):
+                tracked.log_artifact(path, f"crossbar/{device}")
+        tracked.log_metrics(values)
+        tracked.log_artifact(stage.write_metrics(metrics, values))
+        tracked.log_artifact(plot_crossbar_accuracy(curves, software, accuracy_plot))
+        tracked.log_artifact(plot_energy(breakdown, {"digital int8": energy["energy/digital_int8_pj"],
+                                                 "digital fp32": energy["energy/digital_fp32_pj"]}, energy_plot))
+        print(f"evaluate: software {software:.4f}; " + "; ".join(
+            f"{d} " + ", ".join(f"{t} {p['mean']:.4f}±{p['std']:.4f}" for t, p in c.items()) for d, c in curves.items())
+            + f"; {values['tiles']} tiles, {values['cells']} cells; {energy['energy/pj_per_inference'] / 1e3:.1f} nJ"
+              f" per inference (int8 digital ÷{energy['energy/ratio_int8']:.1f}, "
+              f"fp32 ÷{energy['energy/ratio_fp32']:.1f})")

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import torch
 
+from pipeline import stage, tracking
 from pipeline.analog.noise import noise_modules, set_noise
 from pipeline.config import Config, FinetuneConfig
+from pipeline.data.datamodule import load_split
+from pipeline.plots import plot_noise_robustness
 from pipeline.scoring import accuracy
 from pipeline.training import ClassifierModule, MetricsSink, fit
 
@@ -43,3 +46,29 @@ def robustness(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, sigma
         curve[f"{sigma:g}"] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "min": min(accs)}
     set_noise(model, 0.0)
     return curve
+
+
+WORKDIR = Path("runs/finetune")
+
+
+def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: Path, out: Path, metrics: Path,
+         robustness_metrics: Path, plot: Path) -> None:
+    """The `finetune` stage: noise-aware fine-tuning of the pruned model → its checkpoint and metrics, and the
+    robustness curve of the float, QAT and fine-tuned models → a metrics file and a plot."""
+    settings = config.finetune
+    with tracking.stage_run(config, "finetune") as tracked:
+        pruned = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        tuned, values = finetune(pruned, config, data, WORKDIR, sink=tracked.log_metrics)
+        x, y = load_split(data, "test").tensors
+        models = {name: ClassifierModule.load_from_checkpoint(p, map_location="cpu")
+                  for name, p in {"float": float_model, "qat": qat_model}.items()}
+        curves = {name: robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed)
+                  for name, m in {**models, "finetuned": tuned}.items()}
+        for name, curve in curves.items():
+            values |= {f"noise/{name}/sigma_{s}/{k}": v for s, point in curve.items() for k, v in point.items()}
+        stage.publish(tracked, tuned, values, data, WORKDIR, out, metrics)
+        tracked.log_artifact(stage.write_metrics(robustness_metrics, curves))
+        tracked.log_artifact(plot_noise_robustness(curves, plot))
+        worst = f"{max(settings.eval_sigmas):g}"
+        print(f"finetune (σ_rel {settings.sigma:g}): noise-free test/acc {values['test/acc']:.4f}; at σ_rel {worst}: "
+              + ", ".join(f"{n} {c[worst]['mean']:.4f}±{c[worst]['std']:.4f}" for n, c in curves.items()))

@@ -9,13 +9,16 @@ keep their `qat.bits` width.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import stage, tracking
 from pipeline.config import Config, QatConfig, resolve_bits
 from pipeline.data.datamodule import load_split
+from pipeline.plots import plot_bit_descent
 from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import model_energy, range_batches
 from pipeline.steps.qat import costs, train
@@ -110,3 +113,29 @@ def search(float_module: ClassifierModule, config: Config, data_dir: str | Path,
             "rounds": rounds,
             "final": {**final.summary(), "test_acc": test_acc, "start_cost": start.cost,
                       "cost_reduction": start.cost / final.cost}}
+
+
+WORKDIR = Path("runs/mixed_precision")
+
+
+def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:
+    """The `mixed_precision` stage: greedy per-component bit descent from the float model → a metrics file (the
+    accepted path, every round's candidates, the final bits) and a plot."""
+    with tracking.stage_run(config, "mixed_precision") as tracked:
+        def log_candidate(bits: dict, values: dict) -> None:
+            name, params = "-".join(f"{c}{w}" for c, w in bits.items()), {f"bits.{c}": w for c, w in bits.items()}
+            with tracked.child(name, params) as candidate:
+                candidate.log_metrics(values)
+
+        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        result = search(float_module, config, data, WORKDIR, log_candidate)
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        final = result["final"]
+        tracked.log_metrics({"final/val_acc": final["val_acc"], "final/test_acc": final["test_acc"],
+                         f"final/cost/{result['cost']}": final["cost"], "final/cost_reduction": final["cost_reduction"],
+                         "rounds": len(result["rounds"])})
+        tracked.log_artifact(stage.write_metrics(metrics, result))
+        tracked.log_artifact(plot_bit_descent(result, plot))
+    print(f"mixed precision: {json.dumps(final['bits'])}; val/acc {final['val_acc']:.4f}, test/acc "
+          f"{final['test_acc']:.4f}; {result['cost']} ÷{final['cost_reduction']:.2f} from the start "
+          f"(use it: dvc exp run -S 'qat.bits={json.dumps({**result['fixed'], **final['bits']})}')")

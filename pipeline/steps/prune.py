@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline import stage, tracking
 from pipeline.config import Config, PruneConfig
 from pipeline.cost import LayerCounts, proxies
 from pipeline.data import read_meta
@@ -43,3 +44,17 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
     metrics |= {f"search/{k}": search[k] for k in ("baseline_val_acc", "val_acc", "baseline_val_loss", "val_loss")}
     metrics |= fractions(layers) | {f"cost/{k}": v for k, v in cost.items()}
     return pruned, metrics
+
+
+WORKDIR = Path("runs/prune")
+
+
+def run(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> None:
+    """The `prune` stage: prune the QAT model on the validation set, recover → its checkpoint and metrics."""
+    with tracking.stage_run(config, "prune") as tracked:
+        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        pruned, values = prune_and_recover(module, config, data, WORKDIR, sink=tracked.log_metrics)
+        stage.publish(tracked, pruned, values, data, WORKDIR, out, metrics)
+        print(f"prune ({config.prune.criterion}): structured {values['pruned/structured_frac']:.1%}, unstructured "
+              f"{values['pruned/unstructured_frac']:.1%}, mixing {values['pruned/mixing_frac']:.1%}; "
+              f"test/acc {values['test/acc']:.4f}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline import stage, tracking
 from pipeline.config import Config, QatConfig
 from pipeline.cost import model_proxies
 from pipeline.data import read_meta
@@ -46,3 +47,18 @@ def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path
         metrics |= {f"{prefix}/{k}": v for k, v in cost.items()}
     metrics |= {f"cost/{k}_reduction": float_cost[k] / quant_cost[k] for k in quant_cost}
     return trained, metrics
+
+
+WORKDIR = Path("runs/qat")
+
+
+def run(config: Config, data: Path, float_model: Path, out: Path, metrics: Path) -> None:
+    """The `qat` stage: PTQ baseline, then quantization-aware training from the float model → its checkpoint,
+    metrics."""
+    with tracking.stage_run(config, "qat") as tracked:
+        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        trained, values = compare(float_module, config, data, WORKDIR, sink=tracked.log_metrics)
+        stage.publish(tracked, trained, values, data, WORKDIR, out, metrics)
+        print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {values['float/test/acc']:.4f}"
+              f", PTQ {values['ptq/test/acc']:.4f}, QAT {values['test/acc']:.4f}; "
+              f"ACE ÷{values['cost/ace_reduction']:.1f}")

@@ -6,7 +6,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline import stage, tracking
 from pipeline.config import Config
+from pipeline.plots import plot_bit_sweep
 from pipeline.steps.qat import quantized_copy, train
 from pipeline.training import ClassifierModule, evaluate, for_short_runs
 
@@ -30,3 +32,18 @@ def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | P
             if log:
                 log({f"sweep/{component}/{width}/ptq": ptq, f"sweep/{component}/{width}/qat": metrics["test/acc"]})
     return results
+
+
+WORKDIR = Path("runs/sweep_bits")
+
+
+def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:
+    """The `sweep_bits` stage: PTQ and QAT test accuracy per component and bit width → a metrics file and a plot."""
+    with tracking.stage_run(config, "sweep_bits") as tracked:
+        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        results = sweep_bits(float_module, config, data, WORKDIR, log=tracked.log_metrics)
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        tracked.log_artifact(stage.write_metrics(metrics, results))
+        tracked.log_artifact(plot_bit_sweep(results, plot))
+        settings = sum(len(widths) for component, widths in results.items() if component != "float")
+        print(f"sweep_bits: {settings} settings (each printed above) → {metrics}, {plot}")
