@@ -15,6 +15,8 @@ from pipeline.plots import plot_noise_robustness
 from pipeline.scoring import accuracy
 from pipeline.training import ClassifierModule, MetricsSink, fit
 
+WORKDIR = Path("runs/finetune")
+
 
 def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = False) -> ClassifierModule:
     """`module` (its quantizers and masks kept, on its device) with noise taps that train at `sigma`."""
@@ -46,9 +48,6 @@ def robustness(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, sigma
         curve[f"{sigma:g}"] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "min": min(accs)}
     set_noise(model, 0.0)
     return curve
-
-
-WORKDIR = Path("runs/finetune")
 
 
 def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: Path, out: Path, metrics: Path,

@@ -24,6 +24,8 @@ from pipeline.steps.evaluate import model_energy, range_batches
 from pipeline.steps.qat import costs, train
 from pipeline.training import ClassifierModule, for_short_runs
 
+WORKDIR = Path("runs/mixed_precision")
+
 
 @dataclass
 class Candidate:
@@ -113,9 +115,6 @@ def search(float_module: ClassifierModule, config: Config, data_dir: str | Path,
             "rounds": rounds,
             "final": {**final.summary(), "test_acc": test_acc, "start_cost": start.cost,
                       "cost_reduction": start.cost / final.cost}}
-
-
-WORKDIR = Path("runs/mixed_precision")
 
 
 def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:

@@ -12,6 +12,8 @@ from pipeline.prune.masks import LayerMasks, attach_masks, fractions
 from pipeline.prune.search import prune
 from pipeline.training import ClassifierModule, MetricsSink, fit
 
+WORKDIR = Path("runs/prune")
+
 
 def live_counts(module: ClassifierModule, layers: list[LayerMasks]) -> list[LayerCounts]:
     """Live entries per layer: a pruned mode removes 2 state and 2 C entries; the mixing term stays H²-scaled."""
@@ -32,7 +34,7 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
                       settings: PruneConfig | None = None,
                       sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
     settings = settings or config.prune
-    pruned = pruned_copy(module).to(module.device)  # the search runs where the module is
+    pruned = pruned_copy(module)  # on the module's device: the search runs there
     x_val, y_val = load_split(data_dir, "validation").tensors
     search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.criterion_tolerance(),
                    settings.granularities(), settings.criterion)
@@ -44,9 +46,6 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
     metrics |= {f"search/{k}": search[k] for k in ("baseline_val_acc", "val_acc", "baseline_val_loss", "val_loss")}
     metrics |= fractions(layers) | {f"cost/{k}": v for k, v in cost.items()}
     return pruned, metrics
-
-
-WORKDIR = Path("runs/prune")
 
 
 def run(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> None:

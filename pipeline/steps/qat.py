@@ -9,6 +9,8 @@ from pipeline.cost import model_proxies
 from pipeline.data import read_meta
 from pipeline.training import ClassifierModule, MetricsSink, evaluate, fit, optim_params
 
+WORKDIR = Path("runs/qat")
+
 
 def quant_params(qat: QatConfig) -> dict:
     """The quantization part of the QAT section, as stored in a checkpoint's hyperparameters."""
@@ -47,9 +49,6 @@ def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path
         metrics |= {f"{prefix}/{k}": v for k, v in cost.items()}
     metrics |= {f"cost/{k}_reduction": float_cost[k] / quant_cost[k] for k in quant_cost}
     return trained, metrics
-
-
-WORKDIR = Path("runs/qat")
 
 
 def run(config: Config, data: Path, float_model: Path, out: Path, metrics: Path) -> None:

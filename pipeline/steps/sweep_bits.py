@@ -12,6 +12,8 @@ from pipeline.plots import plot_bit_sweep
 from pipeline.steps.qat import quantized_copy, train
 from pipeline.training import ClassifierModule, evaluate, for_short_runs
 
+WORKDIR = Path("runs/sweep_bits")
+
 
 def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
                log: Callable[[dict], None] | None = None) -> dict:
@@ -32,9 +34,6 @@ def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | P
             if log:
                 log({f"sweep/{component}/{width}/ptq": ptq, f"sweep/{component}/{width}/qat": metrics["test/acc"]})
     return results
-
-
-WORKDIR = Path("runs/sweep_bits")
 
 
 def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:
