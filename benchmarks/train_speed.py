@@ -20,7 +20,7 @@ from bench_config import device_name, load_preset, prepared_data
 from pipeline.config import parse_bits
 from pipeline.data import read_meta
 from pipeline.steps.qat import quantized_copy
-from pipeline.training import fit, fit_classifier
+from pipeline.training import MemoryLogger, fit, fit_classifier
 
 
 class TestEachEpoch(L.Callback):
@@ -43,10 +43,11 @@ class TestEachEpoch(L.Callback):
 
 
 def timed_fit(run, name: str) -> dict:
-    """run(callbacks, sink) → (module, metrics), with each epoch's metrics and test accuracy recorded."""
-    history, tested = [], TestEachEpoch()
+    """run(callbacks, logger) → (module, metrics), with each epoch's metrics and test accuracy recorded."""
+    logged, tested = MemoryLogger(), TestEachEpoch()
     start = time.perf_counter()
-    module, metrics = run([tested], lambda m, epoch: history.append({"epoch": epoch + 1, **m}))
+    module, metrics = run([tested], logged)
+    history = [{"epoch": epoch + 1, **logged.epochs[epoch]} for epoch in sorted(logged.epochs)]
     for row, accuracy in zip(history, tested.accuracy):
         row["test/acc"] = accuracy
     print(name, json.dumps(metrics), flush=True)
@@ -75,13 +76,14 @@ def main() -> None:
     with prepared_data(config) as tmp:
         result |= {"data": read_meta(tmp / "prepared")["name"], "prepare_seconds": time.perf_counter() - start}
         float_module, result["float"] = timed_fit(
-            lambda callbacks, sink: fit_classifier(config, tmp / "prepared", tmp / "float", sink, callbacks), "float")
+            lambda callbacks, logger: fit_classifier(config, tmp / "prepared", tmp / "float", logger, callbacks),
+            "float")
         if args.qat_bits:
             bits = parse_bits(args.qat_bits.split(","))
             qat = config.qat.model_copy(update={"bits": bits, "epochs": args.qat_epochs})
             quantized = quantized_copy(float_module, qat)
             _, result["qat"] = timed_fit(
-                lambda callbacks, sink: fit(quantized, config, qat, tmp / "prepared", tmp / "qat", sink, callbacks),
+                lambda callbacks, logger: fit(quantized, config, qat, tmp / "prepared", tmp / "qat", logger, callbacks),
                 f"qat {args.qat_bits}")
             result["qat"]["bits"] = qat.bits
     args.out.write_text(json.dumps(result, indent=2))

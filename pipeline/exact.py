@@ -78,14 +78,14 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     calibration = list(x_cal.split(64))
     float_module = ClassifierModule.load_from_checkpoint(folder / "float.ckpt", map_location="cpu")
     qat_module = ClassifierModule.load_from_checkpoint(folder / "qat.ckpt", map_location="cpu")
-    quant, h = qat_module.hparams.quant, qat_module.hparams
+    h = qat_module.hparams
     out = _prefixed("float", scores(float_module.model, x_test, y_test, "conv"))
-    ptq = float_module.rebuilt(quant=quant)
+    ptq = float_module.rebuilt(quant=qat_module.quantization)
     calibrate(ptq.model, calibration, ptq.eval_mode)
     out |= _prefixed("ptq", scores(ptq.model, x_test, y_test, ptq.eval_mode))
     out["ptq/logits"] = _digest(ptq.model.eval()(x_test[:32], ptq.eval_mode))
     out |= _prefixed("qat", scores(qat_module.model, x_test, y_test, qat_module.eval_mode))
-    bits = quant["bits"]
+    bits = qat_module.bits
     meta = (h.d_in, h.n_classes)
     shape = (h.model["n_layers"], h.model["d_model"], h.model["d_state"], *meta)
     out |= _prefixed("cost/float", model_proxies(*shape, {}))

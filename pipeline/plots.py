@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib import ticker
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+def _subplots(*grid, figsize: tuple[float, float], **options):
+    """(figure, axes) drawn without pyplot: no display, no global backend, nothing to close."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -14,7 +18,6 @@ def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -24,9 +27,9 @@ def _log_axis(axis, values: list[float]) -> None:
     axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
     low, high = min(values), max(values)
     if high < 10 * low:
-        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=range(1, 10)))
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_major_locator(ticker.LogLocator(subs=range(1, 10)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_bit_sweep(results: dict, path: str | Path) -> Path:
@@ -34,7 +37,7 @@ def plot_bit_sweep(results: dict, path: str | Path) -> Path:
     components = [c for c in results if c != "float"]
     columns = min(4, len(components))
     rows = -(-len(components) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharey=True, squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), sharey=True, squeeze=False)
     for ax, component in zip(axes.flat, components):
         widths = sorted(results[component], key=int)
         x = [int(w) for w in widths]
@@ -53,7 +56,7 @@ def plot_bit_sweep(results: dict, path: str | Path) -> Path:
 
 def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: str | Path) -> Path:
     """Test accuracy (mean ± std over noise draws) vs σ_rel, one line per model."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    fig, ax = _subplots(figsize=(4.8, 3.4))
     for name, curve in curves.items():
         sigmas = sorted(curve, key=float)
         ax.errorbar([100 * float(s) for s in sigmas], [curve[s]["mean"] for s in sigmas],
@@ -66,7 +69,7 @@ def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: 
 
 def plot_crossbar_accuracy(curves: dict[str, dict[str, dict[str, float]]], software: float, path: str | Path) -> Path:
     """Crossbar test accuracy (mean ± std over chips, and the worst chip) vs time after programming, per device."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    fig, ax = _subplots(figsize=(4.8, 3.4))
     ax.axhline(software, color="grey", lw=1, label="software")
     for name, curve in curves.items():
         times = list(curve)
@@ -83,7 +86,7 @@ def plot_crossbar_accuracy(curves: dict[str, dict[str, dict[str, float]]], softw
 def plot_energy(breakdown: dict[str, float], baselines: dict[str, float], path: str | Path) -> Path:
     """Energy per inference: the analog chip's breakdown by component (log scale: the parts span decades) beside
     the totals of the chip and the digital baselines (linear from zero, so bar heights compare as ratios)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (left, right) = _subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [2, 1]})
     parts = sorted(breakdown, key=breakdown.get, reverse=True)
     left.barh(parts, [breakdown[p] for p in parts])
     left.set_xscale("log")
@@ -100,7 +103,7 @@ def plot_costs(costs: dict[str, dict[str, float]], accuracy: dict[str, float], p
     """One panel per cost (log scale), one bar per model in order (float → PTQ → QAT → pruned); test accuracy
     written on each bar."""
     models, metrics = list(costs), list(next(iter(costs.values())))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.9 * len(metrics), 3.2), squeeze=False)
+    fig, axes = _subplots(1, len(metrics), figsize=(2.9 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         values = [costs[m][metric] for m in models]
         bars = ax.bar(models, values, color=[f"C{i}" for i in range(len(models))])
@@ -119,7 +122,7 @@ def plot_pruning(fractions: dict[str, dict[str, float]], path: str | Path) -> Pa
     """Pruned fraction per layer and granularity (structured modes, unstructured entries, mixing weights)."""
     layers = list(fractions)
     kinds = sorted({k for f in fractions.values() for k in f})
-    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(layers), 3.2))
+    fig, ax = _subplots(figsize=(1.2 + 1.3 * len(layers), 3.2))
     width = 0.8 / len(kinds)
     for i, kind in enumerate(kinds):
         ax.bar([j + i * width for j in range(len(layers))], [100 * fractions[l].get(kind, 0) for l in layers],
@@ -147,7 +150,7 @@ def plot_pareto(points: dict[str, tuple[float, float]], current: str, path: str 
     run), each named; the Pareto front joined; `current` highlighted."""
     names = list(points)
     xy = [(energy / 1e6, accuracy) for energy, accuracy in (points[n] for n in names)]
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = _subplots(figsize=(5.2, 3.6))
     ax.scatter([p[0] for p in xy], [p[1] for p in xy], color="C7", s=18)
     for name, (x, y) in zip(names, xy):
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -165,7 +168,7 @@ def plot_pareto(points: dict[str, tuple[float, float]], current: str, path: str 
 def plot_bit_descent(result: dict, path: str | Path) -> Path:
     """Validation accuracy vs cost of every candidate of the bit descent (grey), the accepted path (joined) and
     the cutoff."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = _subplots(figsize=(5.2, 3.6))
     tried = [c for r in result["rounds"] for c in r["candidates"]]
     ax.scatter([c["cost"] for c in tried], [c["val_acc"] for c in tried], color="C7", s=14, label="candidates")
     ax.plot([c["cost"] for c in result["path"]], [c["val_acc"] for c in result["path"]], "o-", color="C0",

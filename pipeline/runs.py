@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.config import Config, ConfigError, load
 from pipeline.report import table
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import mlflow_client, tracking_uri
 
 KEY_METRICS = {  # column → (stage, metric)
     "float acc": ("pretrain", "test/acc"),
@@ -52,9 +52,7 @@ class PipelineRun:
 
 def pipeline_runs(config: Config, pipeline_id: str = "") -> list[PipelineRun]:
     """The experiment's pipeline runs (oldest first) whose pipeline_id starts with `pipeline_id`."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri(config))
+    client = mlflow_client(tracking_uri(config))
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:
         return []

@@ -24,6 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
 from pipeline.config import Config
 
 
@@ -86,6 +89,15 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def mlflow_client(uri: str):
+    """An MLflow client of the store at `uri`. MLflow's usage telemetry is off unless MLFLOW_DISABLE_TELEMETRY says
+    otherwise (MLflow reads it when it is first imported, i.e. here)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
 class StageRun:
     """Logging handle of one stage's MLflow run; every call is a no-op when tracking is off or broken."""
 
@@ -97,10 +109,8 @@ class StageRun:
         return {"run_id": self.run_id, "uri": self.uri if self.active else None}
 
     def __setstate__(self, state: dict) -> None:
-        from mlflow.tracking import MlflowClient
-
         self.run_id, self.uri, self.last = state["run_id"], state["uri"], {}
-        self.client = MlflowClient(self.uri) if self.uri else None
+        self.client = mlflow_client(self.uri) if self.uri else None
 
     @property
     def active(self) -> bool:
@@ -126,6 +136,11 @@ class StageRun:
 
         now = get_current_time_millis()
         self._call("log_batch", metrics=[Metric(k, v, now, step or 0) for k, v in numbers.items()])
+
+    def lightning_logger(self) -> StageLogger | None:
+        """Lightning's MLflow logger writing each training epoch's metrics into this run; None when tracking is
+        off."""
+        return StageLogger(tracking_uri=self.uri, run_id=self.run_id) if self.active else None
 
     def log_dataset(self, data_dir: str | Path, context: str = "training") -> None:
         """The prepared data set as the run's input: its name, folder and checksum (meta.json)."""
@@ -185,6 +200,25 @@ class StageRun:
         nested._call("set_terminated", "FINISHED")
 
 
+class StageLogger(MLFlowLogger):
+    """Lightning's MLflow logger bound to a stage's run. The run stays open when training ends (`stage_run` closes
+    it after the stage), and a store that fails mid-training costs the run's metrics, not the training."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if getattr(self, "_failed", False):
+            return
+        try:
+            super().log_metrics(metrics, step)
+        except Exception as error:
+            warnings.warn(f"MLflow logging failed ({error}); training goes on without it", stacklevel=2)
+            self._failed = True
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        pass
+
+
 def torch_version() -> str:
     import torch
 
@@ -216,14 +250,13 @@ def check_reachable(uri: str) -> None:
 
 
 def _open(config: Config, stage: str):
-    from mlflow.tracking import MlflowClient
-    from mlflow.utils import mlflow_tags
-
     for name in ("alembic", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri(config)
     check_reachable(uri)
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)
+    from mlflow.utils import mlflow_tags
+
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is None:  # the default store keeps its artefacts beside the database
         artifacts = (project_root(config) / "mlartifacts").as_uri() if uri == default_uri(config) else None

@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+for _key, _value in {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
+    os.environ.setdefault(_key, _value)  # the tests never reach a hub or telemetry service
 if not torch.cuda.is_available():  # Triton kernels run under its interpreter, set before Triton is imported
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -1,4 +1,7 @@
 """Imports run one way: mechanisms below training, training below the workflows, stages on top; no circles."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,19 @@ def test_no_import_circle():
     for path in MODULES:
         if path not in state:
             visit(path, [path])
+
+
+def test_importing_the_library_changes_no_environment_and_no_warning_filter():
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in MODULES]
+    script = (
+        "import os, warnings, importlib\n"
+        "import torch, lightning, lightning.pytorch.loggers, torchmetrics, datasets, numpy, yaml, pydantic, triton\n"
+        "import matplotlib, sklearn.datasets, scipy.stats, mnist1d.data  # what the modules import at their top\n"
+        "env, filters = dict(os.environ), list(warnings.filters)\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
+        "assert list(warnings.filters) == filters, [f for f in warnings.filters if f not in filters]\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "MLFLOW_DISABLE_TELEMETRY")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

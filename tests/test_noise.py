@@ -3,7 +3,7 @@ import torch
 from conftest import TINY
 
 from pipeline import data
-from pipeline.analog import Noise, attach_noise, noise_modules, set_noise
+from pipeline.analog import Noise, WeightNoise, attach_noise, noise_modules, set_noise
 from pipeline.config import ConfigError, parse
 from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
@@ -56,7 +56,8 @@ def test_noise_aware_finetune_and_robustness_curve(tiny, tmp_path):
     module, _ = fit_classifier(config, tmp_path / "prepared", tmp_path / "pretrain")
     tuned, metrics = finetune(module, config, tmp_path / "prepared", tmp_path / "ft")
     assert {n.sigma for n in noise_modules(tuned.model)} == {0.0}  # reloaded best checkpoint: noise off
-    assert tuned.hparams.noise == {"sigma": 0.05, "mixing": False} and "test/acc" in metrics
+    assert tuned.weight_noise == WeightNoise(0.05) and "test/acc" in metrics
+    assert tuned.hparams.noise == {"sigma": 0.05, "mixing": False}  # stored as a dict in the checkpoint
     x, y = load_split(tmp_path / "prepared", "test").tensors
     curve = robustness(tuned, x, y, [0.0, 0.5], draws=3, seed=1)
     assert curve["0"]["std"] == 0 and curve["0.5"]["std"] > 0

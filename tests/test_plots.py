@@ -1,4 +1,3 @@
-import matplotlib.pyplot as plt
 import pytest
 
 import pipeline.plots as plots
@@ -9,14 +8,12 @@ def figures(monkeypatch):
     """The figures the plot functions would save, kept open for inspection."""
     kept = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: kept.append(fig) or path)
-    yield kept
-    for fig in kept:
-        plt.close(fig)
+    return kept
 
 
 def shown_x_labels(ax) -> list[str]:
     """The non-empty tick labels inside the x axis' visible range."""
-    ax.figure.canvas.draw()
+    ax.figure.draw_without_rendering()
     low, high = sorted(ax.get_xlim())
     return [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
 

@@ -4,6 +4,7 @@ import torch
 from conftest import TINY
 
 from pipeline import data
+from pipeline.analog import WeightNoise
 from pipeline.config import ConfigError, parse
 from pipeline.cost import model_proxies, proxies
 from pipeline.data.datamodule import load_split
@@ -12,6 +13,7 @@ from pipeline.prune import attach_masks, fractions, prune
 from pipeline.prune.search import greedy, mode_candidates
 from pipeline.scoring import accuracy
 from pipeline.steps.prune import live_counts, pruned_copy
+from pipeline.steps.qat import quantization
 from pipeline.training import ClassifierModule, build_module, fit_classifier
 
 
@@ -37,10 +39,10 @@ def test_a_pruned_mode_contributes_nothing(mode):
     assert A_bar[2, 1] == 0 and B_bar[2, 1] == 0 and C[2, 1] == 0  # its block, row and column are gone
 
 
-def test_masks_compose_with_quantization_and_survive_save_and_load(tmp_path):
+def test_masks_compose_with_quantization_and_noise_and_survive_save_and_load(tmp_path):
     config = parse({**TINY, "qat": {"bits": {"all": 3}}}, base=tmp_path)
-    quant = config.qat.model_dump(include={"target", "bits", "scale", "clip", "train_mode"})
-    module = ClassifierModule(1, 10, config.model.model_dump(), config.pretrain.model_dump(), quant, pruned=True)
+    module = ClassifierModule(1, 10, config.model.model_dump(), config.pretrain.model_dump(),
+                              quantization(config.qat), pruned=True, noise=WeightNoise(0.05, mixing=True))
     layers = attach_masks(module.model)
     _, _, before, _ = module.model.blocks[0].ssm.discrete()
     layers[0].mode.keep[0, 1] = 0.0
@@ -52,6 +54,8 @@ def test_masks_compose_with_quantization_and_survive_save_and_load(tmp_path):
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": lightning.__version__}, tmp_path / "m.ckpt")
     loaded = ClassifierModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert (loaded.quantization, loaded.weight_noise) == (module.quantization, module.weight_noise)
+    assert loaded.bits == {"all": 3} and loaded.hparams.pruned
     assert torch.equal(attach_masks(loaded.model)[0].mode.keep, layers[0].mode.keep)
     x = torch.randn(2, 64, 1)
     assert torch.equal(loaded.eval()(x), module.eval()(x))

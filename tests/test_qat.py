@@ -22,7 +22,7 @@ def test_qat_beats_ptq_at_two_bits_and_reports_costs(tiny, tmp_path):
     assert metrics["cost/ace_reduction"] == (32 / 2) ** 2
     assert metrics["float/cost/size_bits"] / metrics["cost/size_bits"] == 16
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")
-    assert reloaded.hparams.quant["bits"] == {"all": 2}
+    assert reloaded.bits == {"all": 2}
     fine = tiny.qat.model_copy(update={"bits": {"all": 16}})
     ptq16 = evaluate(quantized_copy(float_module, fine), tiny, tmp_path / "prepared")
     assert abs(ptq16["test/acc"] - metrics["float/test/acc"]) < 0.01  # 16 bits is as good as float

@@ -2,8 +2,9 @@ import pytest
 from conftest import TINY
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import data, tracking
 from pipeline.config import parse
+from pipeline.training import fit_classifier
 
 
 def runs_of(config):
@@ -134,3 +135,17 @@ def test_a_stage_run_survives_pickling_for_ddp_processes(tiny):
     child = next(r for r in runs if r.data.tags.get("dvc_stage") == "pretrain")
     assert child.data.metrics["val/acc"] == 0.25
     assert pickle.loads(pickle.dumps(tracking.StageRun())).active is False
+
+
+def test_training_logs_each_epoch_into_the_stage_run_through_lightning(tiny, tmp_path):
+    config = tiny.model_copy(update={"pretrain": tiny.pretrain.model_copy(update={"epochs": 2})})
+    data.prepare(config, tmp_path / "prepared")
+    with tracking.stage_run(config, "pretrain") as run:
+        fit_classifier(config, tmp_path / "prepared", tmp_path / "work", logger=run.lightning_logger())
+        client = MlflowClient(tracking.tracking_uri(config))
+        assert client.get_run(run.run_id).info.status == "RUNNING"  # open until the stage ends
+    history = client.get_metric_history(run.run_id, "val/acc")
+    assert len(history) == 2 and history[0].step < history[1].step
+    assert len(client.get_metric_history(run.run_id, "train/samples_per_s")) == 2
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+    assert tracking.StageRun().lightning_logger() is None  # tracking off: no logger

@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import lightning as L
@@ -7,15 +8,19 @@ import torch
 from pipeline import data
 from pipeline.data.datamodule import load_split
 from pipeline.stage import export_checkpoint
-from pipeline.training import ClassifierModule, fit_classifier, resume_point
+from pipeline.training import ClassifierModule, MemoryLogger, fit_classifier, resume_point
+from pipeline.training.module import warmup_cosine
 
 
 def test_tiny_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny, tmp_path):
     data.prepare(tiny, tmp_path / "prepared")
-    history = []
-    module, metrics = fit_classifier(tiny, tmp_path / "prepared", tmp_path / "work",
-                                     sink=lambda m, epoch: history.append(m))
-    assert len(history) == tiny.pretrain.epochs
+    logged = MemoryLogger()
+    module, metrics = fit_classifier(tiny, tmp_path / "prepared", tmp_path / "work", logger=logged)
+    history = [logged.epochs[e] for e in range(tiny.pretrain.epochs)]
+    assert set(logged.epochs[tiny.pretrain.epochs]) == {"test/acc", "test/loss"}  # the test after training
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "train/lr", "train/samples_per_s"} <= set(history[0])
+    assert history[-1]["train/lr"] < history[0]["train/lr"]  # decayed (one warm-up epoch, then a cosine)
+    assert metrics["train/epochs"] == tiny.pretrain.epochs
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert metrics["val/acc"] == max(h["val/acc"] for h in history)
     assert metrics["test/acc"] > 0.3  # ten classes: chance is 0.1
@@ -105,10 +110,9 @@ def test_same_params_give_identical_results_and_an_interrupted_run_resumes_to_th
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_classifier(config, tmp_path / "prepared", tmp_path / "c", callbacks=[CrashAfter(1)])
-    epochs = []
-    resumed, metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "c",
-                                      sink=lambda m, epoch: epochs.append(epoch))
-    assert epochs == [1, 2]  # the checkpoint after epoch 0 was the last one written before the crash
+    logged = MemoryLogger()
+    resumed, metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "c", logger=logged)
+    assert sorted(logged.epochs) == [1, 2, 3]  # epochs 1, 2 (epoch 0's checkpoint was the last before the crash), test
     assert {k: v for k, v in metrics.items() if k not in timing} == same[0]
     assert all(torch.equal(runs["a"][0].state_dict()[k], w) for k, w in _weights(resumed).items())
 
@@ -116,11 +120,11 @@ def test_same_params_give_identical_results_and_an_interrupted_run_resumes_to_th
 def test_only_an_unfinished_run_of_the_same_params_is_resumed(tmp_path):
     workdir = tmp_path / "work"
     assert resume_point(workdir, "key1", epochs=3) is None
-    torch.save({"callbacks": {"EpochReport": {"history": [{"epoch": 0}, {"epoch": 1}]}}}, workdir / "last.ckpt")
+    torch.save({"epoch": 1}, workdir / "last.ckpt")  # Lightning's count of the epoch it was saved in
     assert resume_point(workdir, "key1", epochs=3) == workdir / "last.ckpt"  # interrupted after 2 of 3 epochs
     assert resume_point(workdir, "key1", epochs=2) is None  # finished: trained again (dvc repro -f)
     assert not (workdir / "last.ckpt").exists()
-    torch.save({"callbacks": {"EpochReport": {"history": [{"epoch": 0}]}}}, workdir / "last.ckpt")
+    torch.save({"epoch": 0}, workdir / "last.ckpt")
     assert resume_point(workdir, "key2", epochs=3) is None and not (workdir / "last.ckpt").exists()
     assert (workdir / "run_key").read_text() == "key2"
 
@@ -179,3 +183,19 @@ def test_importing_the_library_adds_no_warning_filters():
             "added = [f for f in warnings.filters if f not in before]; assert not added, added")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("warmup,total", [(0, 50), (1, 50), (2, 7), (10, 100)])
+def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine(warmup, total):
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=0.5)
+    scheduler = warmup_cosine(optimizer, warmup, total)
+    for step in range(total):
+        if step < warmup:
+            factor = (step + 1) / warmup
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * factor, rel=1e-12, abs=1e-15), step
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-15)  # after the last step

@@ -6,6 +6,8 @@ stay removed.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
@@ -31,6 +33,27 @@ class Noise(nn.Module):
             return torch.view_as_complex(self(torch.view_as_real(x)).contiguous())
         spread = (x.max() - x.min()).detach()
         return x + torch.randn_like(x) * (self.sigma * spread)
+
+
+@dataclass(frozen=True)
+class WeightNoise:
+    """Noise taps on every crossbar-mapped tensor (and the mixing weights with `mixing`), drawing at σ_rel =
+    `sigma` while training."""
+
+    sigma: float
+    mixing: bool = False
+
+    @classmethod
+    def of(cls, value: WeightNoise | dict | None) -> WeightNoise | None:
+        """`value` as a WeightNoise; a dict is its stored form (checkpoint hyperparameters)."""
+        return cls(**value) if isinstance(value, dict) else value
+
+    def stored(self) -> dict:
+        return asdict(self)
+
+    def attach(self, model: S4DClassifier) -> list[Noise]:
+        """The taps, silent (σ 0) until `set_noise` turns them on."""
+        return attach_noise(model, 0.0, self.mixing)
 
 
 def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False) -> list[Noise]:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
@@ -77,6 +79,9 @@ def hub_images(source: str, instead: str) -> tuple[dict, str]:
     `instead` says what else data.source may name, for the error message."""
     from datasets import load_dataset
 
+    if not Path(source).exists() and os.environ.get("HF_HUB_OFFLINE") != "0":
+        raise DataError(f"data.source = {source!r} is a Hugging Face hub id: hub downloads are off unless asked for "
+                        f"with HF_HUB_OFFLINE=0; or set data.source to {instead}")
     try:
         loaded = load_dataset(source)
     except Exception as error:  # the hub client raises many types; all mean "not available here"

@@ -12,6 +12,8 @@ Biases, norms and the skip D (paper target) stay in float, as digital operations
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import torch
 from torch import nn
 
@@ -32,6 +34,34 @@ PAPER = {
 DEPLOY = {**PAPER, "A": {"ssm": ["A_bar", "B_bar"]}, "C": {"ssm": ["C", "D"]}, "log_dt": {}}
 TARGETS = {"paper": PAPER, "deploy": DEPLOY}
 SIGNALS = {"input", "act_in", "act_out", "pooled", "state"}  # data-dependent: clip observed, fixed at evaluation
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """What `quantize` attaches: bits per component (`all` = default, None = float), target, scale (and the clip
+    of scale `fixed`), and the mode the quantized model trains in (`conv` or `recurrent`)."""
+
+    target: str = "paper"
+    bits: dict[str, int | None] = field(default_factory=dict)
+    scale: str = "absmax"
+    clip: float | None = None
+    train_mode: str = "conv"
+
+    @classmethod
+    def of(cls, value: Quantization | dict | None) -> Quantization | None:
+        """`value` as a Quantization; a dict is its stored form (checkpoint hyperparameters)."""
+        return cls(**value) if isinstance(value, dict) else value
+
+    def stored(self) -> dict:
+        return asdict(self)
+
+    @property
+    def eval_mode(self) -> str:
+        """The deploy target is evaluated step by step, as the hardware runs it."""
+        return "recurrent" if self.target == "deploy" else "conv"
+
+    def attach(self, model: S4DClassifier) -> S4DClassifier:
+        return quantize(model, self.bits, self.target, self.scale, self.clip)
 
 
 def tap_points(model: S4DClassifier, component: str, target: str) -> list[tuple[nn.Module, str]]:

@@ -81,7 +81,7 @@ def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps:
     shape = energy.Shape(d_in=h.d_in, classes=h.n_classes, channels=h.model["d_model"],
                          layers=len(programs), mix_out=2 if h.model.get("mixing", "glu") == "glu" else 1,
                          steps=steps, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
-    bits = widths((h.get("quant") or {}).get("bits", {}))
+    bits = widths(module.bits)
     breakdown = energy.analog(shape, tile_counts(programs), bits, settings.dac_bits, settings.adc_bits,
                               settings.read_voltage, settings.read_time)
     total = sum(breakdown.values())

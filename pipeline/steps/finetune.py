@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.loggers import Logger
 
 from pipeline import stage, tracking
-from pipeline.analog.noise import noise_modules, set_noise
+from pipeline.analog.noise import WeightNoise, noise_modules, set_noise
 from pipeline.config import Config, FinetuneConfig
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_noise_robustness
 from pipeline.scoring import accuracy
-from pipeline.training import ClassifierModule, MetricsSink, fit
+from pipeline.training import ClassifierModule, fit
 
 WORKDIR = Path("runs/finetune")
 
@@ -22,15 +23,15 @@ def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = Fals
     """`module` (its quantizers and masks kept, on its device) with noise taps that train at `sigma`."""
     if noise_modules(module.model):
         return module
-    return module.rebuilt(noise={"sigma": sigma, "mixing": mixing})
+    return module.rebuilt(noise=WeightNoise(sigma, mixing))
 
 
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
              settings: FinetuneConfig | None = None,
-             sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
+             logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     """Train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor; noise-free validation."""
     settings = settings or config.finetune
-    return fit(noisy_copy(module, settings.sigma, settings.mixing_noise), config, settings, data_dir, workdir, sink)
+    return fit(noisy_copy(module, settings.sigma, settings.mixing_noise), config, settings, data_dir, workdir, logger)
 
 
 @torch.no_grad()
@@ -57,7 +58,7 @@ def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: P
     settings = config.finetune
     with tracking.stage_run(config, "finetune") as tracked:
         pruned = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
-        tuned, values = finetune(pruned, config, data, WORKDIR, sink=tracked.log_metrics)
+        tuned, values = finetune(pruned, config, data, WORKDIR, logger=tracked.lightning_logger())
         x, y = load_split(data, "test").tensors
         models = {name: ClassifierModule.load_from_checkpoint(p, map_location="cpu")
                   for name, p in {"float": float_model, "qat": qat_model}.items()}

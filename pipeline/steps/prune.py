@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.loggers import Logger
+
 from pipeline import stage, tracking
 from pipeline.config import Config, PruneConfig
 from pipeline.cost import LayerCounts, proxies
@@ -10,7 +12,7 @@ from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.prune.masks import LayerMasks, attach_masks, fractions
 from pipeline.prune.search import prune
-from pipeline.training import ClassifierModule, MetricsSink, fit
+from pipeline.training import ClassifierModule, fit
 
 WORKDIR = Path("runs/prune")
 
@@ -32,17 +34,16 @@ def pruned_copy(module: ClassifierModule) -> ClassifierModule:
 
 def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
                       settings: PruneConfig | None = None,
-                      sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
+                      logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     settings = settings or config.prune
     pruned = pruned_copy(module)  # on the module's device: the search runs there
     x_val, y_val = load_split(data_dir, "validation").tensors
     search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.criterion_tolerance(),
                    settings.granularities(), settings.criterion)
-    pruned, metrics = fit(pruned, config, settings, data_dir, workdir, sink)
+    pruned, metrics = fit(pruned, config, settings, data_dir, workdir, logger)
     layers = attach_masks(pruned.model)
     meta = read_meta(data_dir)
-    bits = (pruned.hparams.get("quant") or {}).get("bits", {})
-    cost = proxies(live_counts(pruned, layers), meta["d_in"], meta["n_classes"], bits)
+    cost = proxies(live_counts(pruned, layers), meta["d_in"], meta["n_classes"], pruned.bits)
     metrics |= {f"search/{k}": search[k] for k in ("baseline_val_acc", "val_acc", "baseline_val_loss", "val_loss")}
     metrics |= fractions(layers) | {f"cost/{k}": v for k, v in cost.items()}
     return pruned, metrics
@@ -52,7 +53,7 @@ def run(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> No
     """The `prune` stage: prune the QAT model on the validation set, recover → its checkpoint and metrics."""
     with tracking.stage_run(config, "prune") as tracked:
         module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
-        pruned, values = prune_and_recover(module, config, data, WORKDIR, sink=tracked.log_metrics)
+        pruned, values = prune_and_recover(module, config, data, WORKDIR, logger=tracked.lightning_logger())
         stage.publish(tracked, pruned, values, data, WORKDIR, out, metrics)
         print(f"prune ({config.prune.criterion}): structured {values['pruned/structured_frac']:.1%}, unstructured "
               f"{values['pruned/unstructured_frac']:.1%}, mixing {values['pruned/mixing_frac']:.1%}; "

@@ -3,30 +3,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.loggers import Logger
+
 from pipeline import stage, tracking
 from pipeline.config import Config, QatConfig
 from pipeline.cost import model_proxies
 from pipeline.data import read_meta
-from pipeline.training import ClassifierModule, MetricsSink, evaluate, fit, optim_params
+from pipeline.quant import Quantization
+from pipeline.training import ClassifierModule, evaluate, fit, optim_params
 
 WORKDIR = Path("runs/qat")
 
 
-def quant_params(qat: QatConfig) -> dict:
-    """The quantization part of the QAT section, as stored in a checkpoint's hyperparameters."""
-    return qat.model_dump(include={"target", "bits", "scale", "clip", "train_mode"})
+def quantization(qat: QatConfig) -> Quantization:
+    """The quantization the QAT section describes."""
+    return Quantization(**qat.model_dump(include=set(Quantization.__dataclass_fields__)))
 
 
 def quantized_copy(float_module: ClassifierModule, qat: QatConfig) -> ClassifierModule:
     """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT) with
     the `qat` schedule."""
-    return float_module.rebuilt(quant=quant_params(qat), optim=optim_params(qat))
+    return float_module.rebuilt(quant=quantization(qat), optim=optim_params(qat))
 
 
 def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-          qat: QatConfig, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
+          qat: QatConfig, logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     """QAT from the float weights. Returns (best-validation module, metrics)."""
-    return fit(quantized_copy(float_module, qat), config, qat, data_dir, workdir, sink)
+    return fit(quantized_copy(float_module, qat), config, qat, data_dir, workdir, logger)
 
 
 def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
@@ -36,13 +39,13 @@ def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
 
 
 def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
-            qat: QatConfig | None = None, sink: MetricsSink | None = None) -> tuple[ClassifierModule, dict]:
+            qat: QatConfig | None = None, logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     """Float vs PTQ vs QAT at the same bits: accuracies and cost proxies. Returns (QAT module, metrics)."""
     qat = qat or config.qat
     float_eval = evaluate(quantized_copy(float_module, qat.model_copy(update={"bits": {}})),
                           config, data_dir)
     ptq_eval = evaluate(quantized_copy(float_module, qat), config, data_dir)
-    trained, metrics = train(float_module, config, data_dir, workdir, qat, sink)
+    trained, metrics = train(float_module, config, data_dir, workdir, qat, logger)
     float_cost, quant_cost = costs(config, data_dir, {}), costs(config, data_dir, qat.bits)
     metrics |= {f"float/{k}": v for k, v in float_eval.items()} | {f"ptq/{k}": v for k, v in ptq_eval.items()}
     for prefix, cost in (("float/cost", float_cost), ("ptq/cost", quant_cost), ("cost", quant_cost)):
@@ -56,7 +59,7 @@ def run(config: Config, data: Path, float_model: Path, out: Path, metrics: Path)
     metrics."""
     with tracking.stage_run(config, "qat") as tracked:
         float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
-        trained, values = compare(float_module, config, data, WORKDIR, sink=tracked.log_metrics)
+        trained, values = compare(float_module, config, data, WORKDIR, logger=tracked.lightning_logger())
         stage.publish(tracked, trained, values, data, WORKDIR, out, metrics)
         print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {values['float/test/acc']:.4f}"
               f", PTQ {values['ptq/test/acc']:.4f}, QAT {values['test/acc']:.4f}; "

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import itertools
-import math
 import time
-from collections.abc import Callable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from pipeline.analog.noise import attach_noise, set_noise
+from pipeline.analog.noise import WeightNoise, set_noise
 from pipeline.cuda_graphs import capture
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
-from pipeline.quant import calibrate, quantize, quantizers
+from pipeline.quant import Quantization, calibrate, quantizers
 
-MetricsSink = Callable[[dict, int], None]
 SPLITS = ("train", "val", "test")
 CALIBRATION_BATCHES = 4
 
@@ -27,41 +25,49 @@ class ClassifierModule(L.LightningModule):
     """S4D classifier trained with cross-entropy; AdamW in groups (SSM: lr ≤ 1e-3, no weight decay; learned
     quantizer clips: no weight decay) and a per-step schedule: linear warm-up, then cosine decay to zero.
 
-    `quant` (a `QuantConfig` as a dict) attaches quantizers, `pruned` pruning masks (after them), `noise`
-    ({"sigma", "mixing"}) analog weight noise, on while training and off for validation and test; the `deploy`
-    target is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen
-    no data are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the
-    training forward and backward are replayed from CUDA graphs captured at the first training step."""
+    The one way to build a classifier: `model` describes it (`ModelConfig` fields), `optim` its schedule; what is
+    attached comes typed: `quant` quantizers, `pruned` pruning masks, `noise` analog weight noise (on while
+    training, off for validation and test). `Taps.ORDER` fixes the order they act in (quantizer, noise, mask).
+    Checkpoints store the attachments in their dict form, and the constructor takes either. The `deploy` target
+    is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data
+    are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the training
+    forward and backward are replayed from CUDA graphs captured at the first training step."""
 
-    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict, quant: dict | None = None,
-                 pruned: bool = False, noise: dict | None = None):
+    def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict,
+                 quant: Quantization | dict | None = None, pruned: bool = False,
+                 noise: WeightNoise | dict | None = None):
         super().__init__()
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self._compile = False
-        self.save_hyperparameters()
+        self.quantization, self.weight_noise = Quantization.of(quant), WeightNoise.of(noise)
+        self.save_hyperparameters({  # stored in checkpoints; a stage's MLflow run has its params already
+            "d_in": d_in, "n_classes": n_classes, "model": model, "optim": optim,
+            "quant": self.quantization and self.quantization.stored(), "pruned": pruned,
+            "noise": self.weight_noise and self.weight_noise.stored()}, logger=False)
         self.model = S4DClassifier(d_in, n_classes, **model)
         self.accuracy = torch.nn.ModuleDict(
             {f"acc_{s}": MulticlassAccuracy(n_classes, average="micro", validate_args=False) for s in SPLITS})
         self.mean_loss = torch.nn.ModuleDict({f"loss_{s}": MeanMetric(nan_strategy="disable") for s in SPLITS})
         self.train_mode = self.eval_mode = "conv"
-        if quant is not None:
-            quantize(self.model, quant["bits"], quant["target"], quant["scale"], quant.get("clip"))
-            self.train_mode = quant.get("train_mode", "conv")
-            self.eval_mode = "recurrent" if quant["target"] == "deploy" else "conv"
+        if self.quantization is not None:
+            self.quantization.attach(self.model)
+            self.train_mode, self.eval_mode = self.quantization.train_mode, self.quantization.eval_mode
         if pruned:
             attach_masks(self.model)
-        self.train_sigma = 0.0
-        if noise is not None:
-            attach_noise(self.model, 0.0, noise.get("mixing", False))
-            self.train_sigma = noise["sigma"]
+        if self.weight_noise is not None:
+            self.weight_noise.attach(self.model)
+
+    @property
+    def bits(self) -> dict[str, int | None]:
+        """Bits per component as configured (`all` = default); {} for a float model."""
+        return self.quantization.bits if self.quantization is not None else {}
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         return self.model(x, mode)
 
     def rebuilt(self, **changes) -> ClassifierModule:
-        """This module built again with `changes` to its hyperparameters (what is attached: `quant`, `pruned`,
-        `noise`; or its `optim`), holding its weights (only tap state may be new), on its device. The constructor
-        is the one place that attaches, in one order (quantizers, masks, noise; `Taps.ORDER` orders them in use)."""
+        """This module built again with `changes` to its constructor's arguments (what is attached: `quant`,
+        `pruned`, `noise`; or its `optim`), holding its weights (only tap state may be new), on its device."""
         return load_weights(ClassifierModule(**{**self.hparams, **changes}), self).to(self.device)
 
     def use_cuda_graphs(self, enabled: bool = True, compile: bool = False) -> None:
@@ -103,7 +109,7 @@ class ClassifierModule(L.LightningModule):
         calibrate(self.model, batches, self.eval_mode)
 
     def on_train_epoch_start(self) -> None:
-        set_noise(self.model, self.train_sigma)
+        set_noise(self.model, self.weight_noise.sigma if self.weight_noise is not None else 0.0)
 
     def on_validation_start(self) -> None:
         set_noise(self.model, 0.0)
@@ -145,26 +151,28 @@ class ClassifierModule(L.LightningModule):
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], fused=self.device.type == "cuda")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, opt["warmup_epochs"] * total // max(1, self.trainer.max_epochs))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_cosine(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LRScheduler:
+    """Factor of the base learning rate at step s of `total`: (s + 1)/warmup for s < warmup, then
+    ½·(1 + cos(π·(s − warmup)/(total − warmup))), reaching 0 after the last step."""
+    schedules = torch.optim.lr_scheduler
+    cosine = schedules.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    if warmup == 0:
+        return cosine
+    linear = schedules.LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=max(1, warmup - 1))
+    return schedules.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+
+
 class EpochReport(L.Callback):
-    """After each epoch: training throughput, then one summary line (when no progress bar) and the metrics
-    passed to `sink(metrics, epoch)` (e.g. the MLflow run). Its history is saved in checkpoints under
-    `STATE_KEY` (`resume.epoch_history` reads it)."""
+    """After each training epoch: logs its wall time, throughput (samples/s over all processes) and learning rate
+    (`train/epoch_seconds`, `train/samples_per_s`, `train/lr`) to the Trainer's loggers, and prints one line of
+    the epoch's metrics (when no progress bar shows them)."""
 
-    STATE_KEY = "EpochReport"
-
-    def __init__(self, sink: MetricsSink | None = None, print_lines: bool = True):
-        self.sink, self.print_lines = sink, print_lines
-        self.history: list[dict] = []
+    def __init__(self, print_lines: bool = True):
+        self.print_lines = print_lines
 
     def on_train_epoch_start(self, trainer, module):
         self._start, self._samples = time.perf_counter(), 0
@@ -178,28 +186,15 @@ class EpochReport(L.Callback):
 
     def on_train_epoch_end(self, trainer, module):
         seconds = getattr(self, "_seconds", time.perf_counter() - self._start)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
-        metrics["train/epoch_seconds"] = seconds
-        metrics["train/samples_per_s"] = self._samples * trainer.world_size / max(seconds, 1e-9)
-        metrics["train/lr"] = trainer.optimizers[0].param_groups[-1]["lr"]
-        epoch = trainer.current_epoch
-        self.history.append({"epoch": epoch, **metrics})
-        if trainer.is_global_zero:
-            if self.print_lines:
-                shown = " ".join(f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if k != "train/lr")
-                print(f"epoch {epoch + 1}/{trainer.max_epochs} {shown}", flush=True)
-            if self.sink is not None:
-                self.sink(metrics, epoch)
-
-    @property
-    def state_key(self) -> str:
-        return self.STATE_KEY
-
-    def state_dict(self) -> dict:
-        return {"history": self.history}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.history = state["history"]
+        timing = {"train/epoch_seconds": seconds,
+                  "train/samples_per_s": self._samples * trainer.world_size / max(seconds, 1e-9),
+                  "train/lr": trainer.optimizers[0].param_groups[-1]["lr"]}
+        for name, value in timing.items():
+            module.log(name, value, on_step=False, on_epoch=True, rank_zero_only=True)
+        if trainer.is_global_zero and self.print_lines:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k} | timing
+            shown = " ".join(f"{k}={metrics[k]:.4g}" for k in sorted(metrics) if k != "train/lr")
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {shown}", flush=True)
 
 
 class DivergenceCheck(L.Callback):

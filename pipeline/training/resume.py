@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Config, Schedule
-from pipeline.training.module import ClassifierModule, EpochReport
+from pipeline.training.module import ClassifierModule
 
 
 @functools.cache
@@ -46,7 +46,7 @@ def resume_point(workdir: str | Path, key: str, epochs: int) -> Path | None:
     workdir = Path(workdir)
     last, recorded = workdir / "last.ckpt", workdir / "run_key"
     if last.is_file() and recorded.is_file() and recorded.read_text() == key:
-        if len(epoch_history(last)) < epochs:
+        if epochs_done(last) < epochs:
             return last
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -58,9 +58,9 @@ def _callback_states(checkpoint: str | Path) -> dict[str, dict]:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
 
 
-def epoch_history(checkpoint: str | Path) -> list[dict]:
-    """The per-epoch metrics that `EpochReport` saved in a Lightning checkpoint (under its own `state_key`)."""
-    return _callback_states(checkpoint)[EpochReport.STATE_KEY]["history"]
+def epochs_done(checkpoint: str | Path) -> int:
+    """Training epochs completed when a checkpoint saved at the end of a training epoch was written."""
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"] + 1
 
 
 def best_score(checkpoint: str | Path, monitor: str) -> float:

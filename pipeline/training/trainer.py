@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import statistics
 import time
 import warnings
 from collections.abc import Sequence
@@ -11,17 +10,19 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger
 
 from pipeline.config import Config, Schedule
 from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.progress import show_progress
-from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed, MetricsSink
-from pipeline.training.resume import best_score, epoch_history, resume_point, run_key
+from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed
+from pipeline.training.resume import best_score, epochs_done, resume_point, run_key
 
 IGNORED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)",  # Lightning 2.6 on torch ≥ 2.10, about its own use of a torch API
     r"Checkpoint directory .* exists and is not empty",  # resume_point keeps the folder on purpose
+    r"The number of training batches .* is smaller than the logging interval",  # metrics are logged per epoch
 )
 
 
@@ -35,15 +36,35 @@ def lightning_warnings_ignored():
 BEST_AND_LAST = (("best", "val/acc"), ("last", None))  # (file name, monitored metric) of the two checkpoints
 
 
+class MemoryLogger(Logger):
+    """A Lightning logger that keeps each epoch's metrics in memory: `epochs[i]` = {name: value} of epoch i (a
+    test after training lands one past the last epoch)."""
+
+    name, version = "memory", 0
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: dict[int, dict[str, float]] = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        values = dict(metrics)
+        epoch = int(values.pop("epoch", -1))
+        self.epochs.setdefault(epoch, {}).update(values)
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
 def quiet_lightning() -> None:
     """No banners (accelerator lines), tips or advertisements from Lightning: the stages print their own lines."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
-def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: MetricsSink | None = None,
+def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logger | None = None,
                  grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
-    checked at the end of each training epoch; last.ckpt is rewritten every epoch."""
+    checked at the end of each training epoch; last.ckpt is rewritten every epoch. Each epoch's metrics go to
+    `logger` (e.g. the stage's MLflow run)."""
     interactive = show_progress()
     quiet_lightning()
     best, last = (L.pytorch.callbacks.ModelCheckpoint(
@@ -54,8 +75,8 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, sink: Metrics
     return L.Trainer(
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
-        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip, logger=False,
-        callbacks=[DivergenceCheck(), best, last, EpochReport(sink, print_lines=not interactive),
+        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip,
+        logger=logger or False, callbacks=[DivergenceCheck(), best, last, EpochReport(print_lines=not interactive),
                    EpochSeed(config.seed),
                    *callbacks],
         enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
@@ -78,7 +99,7 @@ def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | N
 
 
 def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
-        workdir: str | Path, sink: MetricsSink | None = None,
+        workdir: str | Path, logger: Logger | None = None,
         callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
     """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
 
@@ -89,33 +110,33 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     if resume is not None:
         print(f"resuming from {resume} (same params and starting weights)", flush=True)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
-    trainer = make_trainer(config, schedule.epochs, workdir, sink, schedule.grad_clip, callbacks)
+    trainer = make_trainer(config, schedule.epochs, workdir, logger, schedule.grad_clip, callbacks)
     module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
     with lightning_warnings_ignored():
         start = time.perf_counter()
         trainer.fit(module, datamodule=data, ckpt_path=resume)
         seconds = time.perf_counter() - start
+        rate = float(trainer.callback_metrics.get("train/samples_per_s", "nan"))  # the last epoch's
         best = trainer.checkpoint_callback.best_model_path  # also known after DDP's spawned processes are gone
         tested = trainer.test(module, datamodule=data, ckpt_path=best, verbose=False)[0]
-    history = epoch_history(Path(workdir) / "last.ckpt")
     metrics = {
         "val/acc": best_score(best, "val/acc"),
         "test/acc": tested["test/acc"],
         "test/loss": tested["test/loss"],
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "train/seconds": seconds,
-        "train/epochs": len(history),
-        "train/samples_per_s": statistics.median(h["train/samples_per_s"] for h in history),
+        "train/epochs": epochs_done(Path(workdir) / "last.ckpt"),
+        "train/samples_per_s": rate,
     }
     return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
 
 
-def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, sink: MetricsSink | None = None,
+def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, logger: Logger | None = None,
                    callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
     """Float pretraining of a fresh classifier."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = build_module(config, read_meta(data_dir), config.pretrain)
-    return fit(module, config, config.pretrain, data_dir, workdir, sink, callbacks)
+    return fit(module, config, config.pretrain, data_dir, workdir, logger, callbacks)
 
 
 def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
