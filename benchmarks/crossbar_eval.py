@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, help="override finetune.sigma")
     parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune", "qat"],
                         help="the model evaluated")
+    parser.add_argument("--mappings", default="full,residual", help="tile mappings compared (evaluate.mapping)")
     parser.add_argument("--converter-bits", type=int, help="override evaluate.dac_bits and evaluate.adc_bits")
     parser.add_argument("--chips", type=int, help="override evaluate.chips")
     parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
@@ -92,13 +93,16 @@ def main() -> None:
     calibration = list(load_split(prepared, "train").tensors[0][:1024].split(256))
     tuned = {"finetune": tuned, "prune": pruned, "qat": qat_module}[args.evaluate].to(on)
     report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
-    start = time.perf_counter()
-    curves, programs = crossbar_accuracy(tuned, x, y, calibration, settings, config.seed, on)
-    report("crossbar", {"curves": curves, "seconds": time.perf_counter() - start, "chips": settings.chips,
-                        "test_samples": len(x), "times": [duration(t) for t in settings.times]})
     first = settings.devices[0]
-    report("layout", layout_metrics(programs[first]))
-    report("energy", energy_metrics(tuned, programs[first], x.shape[1], settings)[0])
+    for mapping in args.mappings.split(","):
+        mapped = settings.model_copy(update={"mapping": mapping})
+        start = time.perf_counter()
+        curves, programs = crossbar_accuracy(tuned, x, y, calibration, mapped, config.seed, on)
+        report(f"crossbar/{mapping}", {"curves": curves, "seconds": time.perf_counter() - start,
+                                       "chips": settings.chips, "test_samples": len(x),
+                                       "times": [duration(t) for t in settings.times]})
+        report(f"layout/{mapping}", layout_metrics(programs[first]))
+        report(f"energy/{mapping}", energy_metrics(tuned, programs[first], x.shape[1], mapped)[0])
     device = settings.device_settings()[first]
     report("speed", [sequences_per_s(tuned.model, programs[first], device, chips, settings.times[0], settings.dac_bits,
                                      settings.adc_bits, x[:max(1, settings.batch_size // chips)].to(on))

@@ -257,6 +257,8 @@ class EvaluateConfig(Section):
         default_factory=lambda: [1.0, 3600.0, 86400.0, 31536000.0], min_length=1, description="s after programming")
     tile_rows: int = Field(64, ge=4, description="≥ 4: u_t, u_{t−1} and one mode's two state rows")
     tile_cols: int = Field(64, ge=6, description="≥ 6: one mode's two state columns and y, as G+/G− pairs")
+    mapping: Literal["full", "residual"] = Field(
+        "full", description="full: the tile holds Ā; residual: it holds Ā − I and the state is added back digitally")
     dac_bits: int = Field(8, ge=1, le=16)
     adc_bits: int = Field(8, ge=1, le=16)
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")

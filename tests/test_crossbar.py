@@ -30,10 +30,12 @@ def crossbar_logits(model, x, programs, device=IDEAL, chips=1, t=1.0, dac=None, 
     return out.view(chips, len(x), -1)
 
 
+@pytest.mark.parametrize("mapping", ["full", "residual"])
 @pytest.mark.parametrize("rows,cols", [(64, 64), (6, 10)])  # one tile per channel; 2 modes per tile, 3 tiles
-def test_ideal_crossbar_reproduces_the_software_recurrence(rows, cols):
+def test_ideal_crossbar_reproduces_the_software_recurrence(rows, cols, mapping):
     model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
-    programs = map_model(model, [x], rows, cols, 1.1, IDEAL)
+    programs = map_model(model, [x], rows, cols, 1.1, IDEAL, mapping)
+    assert all(p.residual == (mapping == "residual") for p in programs)
     assert programs[0].g_plus.shape[1] == (1 if rows == 64 else 3)
     reference = model(x, "recurrent")
     assert torch.allclose(crossbar_logits(model, x, programs, chips=2), reference.expand(2, -1, -1),
@@ -56,6 +58,9 @@ def test_tile_matrix_holds_the_real_recurrence():
     (a, b), (c, d), (r, s) = [(z[0, 0].real.item(), z[0, 0].imag.item()) for z in (A_bar, B_bar, C)]
     expected = torch.tensor([[c, d, 0], [0, 0, D[0].item()], [a, b, 2 * r], [-b, a, -2 * s]], dtype=torch.float64)
     assert torch.allclose(layout(model.blocks[0].ssm, 1).weights[0, 0], expected)
+    expected[2, 0] -= 1
+    expected[3, 1] -= 1  # residual: the tile holds Ā − I
+    assert torch.allclose(layout(model.blocks[0].ssm, 1, "residual").weights[0, 0], expected)
     assert modes_per_tile(64, 64) == 15 and modes_per_tile(4, 6) == 1 and modes_per_tile(3, 64) == 0
 
 
@@ -191,3 +196,17 @@ def test_crossbar_evaluation_reports_each_device_and_time_as_it_finishes(capsys)
     assert [line.split(":")[0] for line in lines] == ["crossbar ideal at 1s", "crossbar ideal at 1h",
                                                       "crossbar rram at 1s", "crossbar rram at 1h"]
     assert f"accuracy {curves['rram']['1h']['mean']:.4f}" in lines[3] and "2 chips" in lines[3]
+
+
+def test_residual_mapping_shrinks_the_error_of_programming_noise_on_slow_modes():
+    model = model64(d_state=8, dt_min=1e-3, dt_max=1e-2)  # |Ā| within 1% of 1
+    x = torch.randn(8, 200, 3, dtype=torch.float64)
+    device = IDEAL.model_copy(update={"prog_noise": {1.0: [0.02]}})  # 2% of g_max on every cell
+    reference = model(x, "recurrent")
+
+    def error(mapping):
+        programs = map_model(model, [x], 64, 64, 1.1, device, mapping)
+        return (crossbar_logits(model, x, programs, device, chips=4) - reference).pow(2).mean().sqrt().item()
+
+    full, residual = error("full"), error("residual")
+    assert residual < full / 3, (full, residual)

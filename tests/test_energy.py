@@ -40,3 +40,11 @@ def test_split_tiles_add_their_partial_sums_digitally():
     one = energy.analog(SHAPE, [energy.Tiles(4, 3, 0.0, 1)], BITS8, 8, 8, 0.2, 1e-8)
     three = energy.analog(SHAPE, [energy.Tiles(4, 3, 0.0, 3)], BITS8, 8, 8, 0.2, 1e-8)
     assert one["partial_sums"] == 0 and three["partial_sums"] == pytest.approx(10 * 2 * 0.1)
+
+
+def test_residual_mapping_adds_the_state_back_digitally():
+    tiles = [energy.Tiles(4, 3, 1e-5, 1)]
+    full = energy.analog(SHAPE, tiles, BITS8, 8, 8, 0.2, 1e-8)
+    residual = energy.analog(SHAPE, tiles, BITS8, 8, 8, 0.2, 1e-8, residual=True)
+    assert residual["state_adds"] == pytest.approx(10 * 2 * 1 * 0.1)  # 10 steps, re and im of one live mode
+    assert {k: v for k, v in residual.items() if k != "state_adds"} == full and "state_adds" not in full

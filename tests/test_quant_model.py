@@ -66,7 +66,9 @@ def test_deploy_recurrence_uses_exactly_the_quantized_crossbar_tensors():
 def test_deploy_target_leaves_continuous_parameters_alone():
     model = S4DClassifier(1, 2, d_model=4, d_state=4, n_layers=1)
     quantize(model, {"A": 2, "C": 2, "log_dt": 2}, target="deploy")
-    assert set(model.blocks[0].ssm.taps) == {"A_bar", "B_bar", "C", "D"}
+    taps = model.blocks[0].ssm.taps
+    assert set(taps) == {"A_bar", "B_bar", "C", "D"}
+    assert taps["A_bar"].quantizer.unit_disc and not taps["B_bar"].quantizer.unit_disc  # Ā stays stable
 
 
 def test_quantized_model_saves_and_loads(tmp_path):
@@ -80,3 +82,31 @@ def test_quantized_model_saves_and_loads(tmp_path):
     clone = quantize(S4DClassifier(1, 3, d_model=4, d_state=4, n_layers=1), {"all": 3}, scale="learned")
     clone.load_state_dict(torch.load(tmp_path / "q.pt"))
     assert torch.equal(clone.eval()(x), model(x))
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_unit_disc_quantizer_keeps_stable_values_stable_on_the_grid(bits):
+    torch.manual_seed(bits)
+    radius, angle = 0.9 + 0.1 * torch.rand(4000, dtype=torch.float64), 6.3 * torch.rand(4000, dtype=torch.float64)
+    z = torch.polar(radius, angle)
+    q = Quantizer(bits, unit_disc=True)(z)
+    plain = Quantizer(bits)(z)
+    step = torch.view_as_real(z).abs().max() / 2 ** (bits - 1)
+    units = torch.view_as_real(q) / step
+    assert torch.allclose(units, units.round(), atol=1e-9)  # on the square grid
+    assert (q.abs() <= 1 + 1e-12).all()
+    assert ((torch.view_as_real(q) - torch.view_as_real(z)).abs() < step * (1 + 1e-9)).all()  # within a step
+    kept = plain.abs() <= 1
+    assert torch.equal(q[kept], plain[kept]) and (~kept).any()  # plain rounding leaves the disc somewhere
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_deploy_quantization_keeps_conv_equal_to_recurrent_over_784_steps(bits):
+    torch.manual_seed(bits)
+    layer = S4D(4, d_state=32, dt_min=1e-3, dt_max=1e-2).double()  # slow modes: |Ā| within 1e-2 of 1
+    for name in ("A_bar", "B_bar", "C", "D"):
+        layer.taps.attach(name, Quantizer(bits, unit_disc=name == "A_bar"))
+    u = torch.randn(2, 4, 784, dtype=torch.float64)
+    conv, recurrent = layer(u, "conv"), layer(u, "recurrent")
+    assert torch.isfinite(recurrent).all()
+    assert torch.allclose(conv, recurrent, rtol=1e-7, atol=1e-7 * recurrent.abs().max().item())

@@ -17,12 +17,12 @@ from pipeline.analog.simulator import CrossbarSSM
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def chip_layer(read_noise: float, dac=8, adc=8, chips=2, rows=6, cols=10) -> CrossbarSSM:
+def chip_layer(read_noise: float, dac=8, adc=8, chips=2, rows=6, cols=10, mapping="full") -> CrossbarSSM:
     """Layer 0 of a small model (6 modes per channel) on PCM chips a day after programming: 3 tiles of 2 modes
     per channel on 6 × 10 tiles, a tile of 4 and one of 2 on 10 × 18 tiles."""
     model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
     device = PRESETS["pcm"].model_copy(update={"read_noise": read_noise})
-    program = map_model(model, [x], rows, cols, 1.1, device)[0]
+    program = map_model(model, [x], rows, cols, 1.1, device, mapping)[0]
     weights, read_std = Chips(program, device, chips, torch.Generator().manual_seed(0)).weights(86400.0)
     return CrossbarSSM(program, weights, read_std, dac, adc)
 
@@ -33,12 +33,14 @@ def run_kernel(layer: CrossbarSSM, u: torch.Tensor, block: int = 8) -> torch.Ten
     chips = layer.w_input.shape[0]
     y = tile_kernel.scan(u.to(ON).view(chips, -1, *u.shape[1:]), layer._slots("w"), layer._slots("cells"),
                          layer.read_std if layer.read_noise else None, layer.row_scale, layer.col_scale,
-                         layer.dac_bits, layer.adc_bits, block=block)
+                         layer.dac_bits, layer.adc_bits, layer.residual, block=block)
     return y.reshape(u.shape).cpu()
 
 
-def test_kernel_steps_like_the_loop_with_device_errors_and_converters():
-    layer = chip_layer(read_noise=0.0)
+@pytest.mark.parametrize("mapping", ["full", "residual"])
+def test_kernel_steps_like_the_loop_with_device_errors_and_converters(mapping):
+    layer = chip_layer(read_noise=0.0, mapping=mapping)
+    assert layer.residual == (mapping == "residual")
     u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)  # 5 sequences per chip: one partial block
     expected = layer(u)
     assert torch.allclose(run_kernel(layer, u), expected, rtol=0, atol=1e-12)

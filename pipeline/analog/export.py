@@ -3,7 +3,8 @@
 `program.npz` holds, per layer i, `layer{i}/g_plus` and `layer{i}/g_minus` (siemens, (H, T, R, K): channel,
 tile, row, logical column; G+ goes to physical column 2k, G− to 2k + 1), `present` (the cells that exist),
 `row_scale` and `col_scale` (DAC and ADC full scales, in signal units), `gain` (signal units per siemens × DAC
-unit) and `modes` (the S4D mode in each slot, −1 if empty). `program.json` describes the layout in words.
+unit) and `modes` (the S4D mode in each slot, −1 if empty). `program.json` describes the layout in words, and
+says per layer whether the tiles hold Ā − I with the state added back digitally (`residual`).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def save(programs: list[TileProgram], folder: str | Path, device: str) -> list[P
         layers.append({
             "layer": i, "channels": H, "tiles_per_channel": T, "rows": rows,
             "columns": cols, "physical_columns": "logical column k → G+ at 2k, G− at 2k+1",
-            "g_min_S": p.g_min, "g_max_S": p.g_max,
+            "g_min_S": p.g_min, "g_max_S": p.g_max, "residual": p.residual,
             "tiles": [{"channel": h, "tile": t, "modes": [int(n) for n in p.modes[h, t] if n >= 0],
                        "cells": int(2 * p.present[h, t].sum())}
                       for h in range(H) for t in range(T) if bool(p.present[h, t].any())],
@@ -58,5 +59,5 @@ def load(folder: str | Path) -> list[TileProgram]:
 
         return [TileProgram(**{name: tensor(layer["layer"], name) for name in
                                ("g_plus", "g_minus", "present", "row_scale", "col_scale", "gain", "modes")},
-                            g_min=layer["g_min_S"], g_max=layer["g_max_S"])
+                            g_min=layer["g_min_S"], g_max=layer["g_max_S"], residual=layer.get("residual", False))
                 for layer in meta["layers"]]

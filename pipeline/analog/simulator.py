@@ -3,7 +3,8 @@
 Each step, every tile reads its inputs v = [u_t, u_{t−1}, x_{t−1}] through DACs (v/row full scale, rounded to
 `dac_bits`, clipped to [−1, 1]), computes the column currents Σ_r v_r·(G+ − G−)_rk, adds read noise, and converts
 them back to signal units through ADCs (`adc_bits` over ± the column's full scale, clipped). The digitised state
-is fed back; the y columns of a channel's tiles are summed digitally. One extra step flushes the last output.
+(with the `residual` mapping: the previous state plus the digitised increment) is fed back; the y columns of a
+channel's tiles are summed digitally. One extra step flushes the last output.
 A tile is read in slot form (`slot_form`, `tile_step`): only the cells a mapped tile can hold, which gives the
 dense tile product's currents with a fraction of the work. On GPUs the whole recurrence of a layer is one Triton
 kernel (`tile_kernel.scan`); elsewhere `tile_step` runs step by step.
@@ -45,7 +46,7 @@ class CrossbarSSM(nn.Module):
         self.register_buffer("read_std", read_std.unsqueeze(1))
         self.register_buffer("row_scale", tiles.row_scale)
         self.register_buffer("col_scale", tiles.col_scale)
-        self.dac_bits, self.adc_bits = dac_bits, adc_bits
+        self.dac_bits, self.adc_bits, self.residual = dac_bits, adc_bits, tiles.residual
 
     def _slots(self, prefix: str) -> dict[str, torch.Tensor]:
         return {name: getattr(self, f"{prefix}_{name}") for name in ("input", "block", "out", "skip")}
@@ -57,11 +58,12 @@ class CrossbarSSM(nn.Module):
         read_std = self.read_std if self.read_noise else None
         if u.is_cuda:
             from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
-            y = scan(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits)
+            y = scan(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits,
+                     self.residual)
         else:
             y = run_steps(u, T, m, functools.partial(
                 tile_step, w=w, cells=cells, read_std=read_std, rows=self.row_scale, cols=self.col_scale,
-                dac_bits=self.dac_bits, adc_bits=self.adc_bits))
+                dac_bits=self.dac_bits, adc_bits=self.adc_bits, residual=self.residual))
         return y.reshape(-1, *y.shape[2:])
 
 

@@ -93,7 +93,7 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
           w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
           var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip,
           dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y,
-          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
+          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr):
     """One read of a tile: `tile_read.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y)."""
     unit = 1.0 / (DAC + (DAC == 0))  # the DACs' step: inputs in [−1, 1]
     v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
@@ -110,14 +110,16 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
                                                   + v_im * v_im * var_im_im)
         var_y = tl.sum(v_re * v_re * var_y_re + v_im * v_im * var_y_im, axis=1) + v_prev * v_prev * var_skip
         out_y += n_y.to(out_y.dtype) * tl.sqrt(var_y)
-    x_re, x_im = _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC)
-    return x_re, x_im, _convert(out_y, adc_y, step_y, ADC)
+    new_re, new_im = _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC)
+    if RESIDUAL:
+        new_re, new_im = new_re + x_re, new_im + x_im
+    return new_re, new_im, _convert(out_y, adc_y, step_y, ADC)
 
 
 @triton.jit
 def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
           SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
-          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr):
+          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr):
     """Tile index t of every channel: u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B)
     per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W slots are run; tile
     fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉). Two steps per iteration, so that one Box–Muller pair serves both
@@ -163,7 +165,7 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
                               w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
                               var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
                               var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
-                              adc_y, step_y, DAC, ADC, NOISE)
+                              adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
         tl.store(y_at, y, mask=live)
         u_prev = u_t
         u_t = tl.load(u_at + H * C * B, mask=live, other=0.0)
@@ -171,7 +173,7 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
                               w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
                               var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
                               var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
-                              adc_y, step_y, DAC, ADC, NOISE)
+                              adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
         tl.store(y_at + T * H * C * B, y, mask=live)
         u_prev = u_t
         u_at += 2 * H * C * B
@@ -227,7 +229,7 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
 
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
-         adc_bits: int | None, block: int = 16, warps: int = 2) -> torch.Tensor:
+         adc_bits: int | None, residual: bool = False, block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `tile_read.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
@@ -243,6 +245,6 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     for t, width in enumerate(slot_widths(slots)):
         _scan[(C * H, triton.cdiv(B, block))](
             inputs, outputs, slots, tiles, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width,
-            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None,
+            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, RESIDUAL=residual,
             num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally

@@ -46,8 +46,10 @@ def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
             "out": tiles[..., FIXED_ROWS:, -1].reshape(*lead, m, 2), "skip": tiles[..., 1, -1]}
 
 
-def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | None, adc_bits: int | None):
+def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | None, adc_bits: int | None,
+              residual: bool = False):
     """One read of every tile in slot form: the same currents as the dense tile product, without its empty cells.
+    With `residual` the state columns read an increment, and the state is added back digitally.
 
     x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
     weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T); read_std (C, 1, H, T, K) or None; rows
@@ -66,7 +68,7 @@ def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | No
         out_x = out_x + torch.randn_like(out_x) * spread_x * read_std[..., :2 * m].unflatten(-1, (m, 2))
         out_y = out_y + torch.randn_like(out_y) * spread_y * read_std[..., -1]
     state = convert(out_x, adc_bits, cols[..., :2 * m].unflatten(-1, (m, 2)))
-    return state, convert(out_y, adc_bits, cols[..., -1])
+    return state + x if residual else state, convert(out_y, adc_bits, cols[..., -1])
 
 
 def with_layers(model: S4DClassifier, layers: list[nn.Module]) -> S4DClassifier:

@@ -92,14 +92,17 @@ def _digital_common(shape: Shape, r: dict[str, int], split_adds: int = 0) -> dic
 
 
 def analog(shape: Shape, tiles: list[Tiles], r: dict[str, int], dac_bits: int, adc_bits: int,
-           read_voltage: float, read_time: float) -> dict[str, float]:
-    """Breakdown (pJ per inference) on the analog chip: L + 1 reads of every tile (one flushes the output)."""
+           read_voltage: float, read_time: float, residual: bool = False) -> dict[str, float]:
+    """Breakdown (pJ per inference) on the analog chip: L + 1 reads of every tile (one flushes the output); with
+    the residual mapping also the state added back digitally, 2 additions per live mode and step."""
     reads = shape.steps + 1
     split_adds = sum(t.tiles for t in tiles) - shape.channels * shape.layers
     energy = _digital_common(shape, r, split_adds)
     energy["dac"] = reads * sum(t.rows for t in tiles) * dac_pj(dac_bits)
     energy["adc"] = reads * sum(t.cols for t in tiles) * adc_pj(adc_bits)
     energy["cells"] = reads * sum(t.conductance for t in tiles) * read_voltage ** 2 * read_time * 1e12
+    if residual:
+        energy["state_adds"] = shape.steps * 2 * sum(shape.live_modes) * INT32_ADD_PJ
     return energy
 
 

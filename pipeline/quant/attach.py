@@ -1,7 +1,7 @@
 """Attach quantizers to a classifier's taps, per component and target (DESIGN.md §2 "Quantizer").
 
     component  paper target (QS4D)              deploy target (what a crossbar stores)
-    A          Re A, Im A (own scales)          Ā (as 2×2 real blocks), B̄
+    A          Re A, Im A (own scales)          Ā (as 2×2 real blocks; inside the unit disc), B̄
     C          Re C, Im C                       C, D
     log_dt     log Δ                            — (folded into Ā and B̄)
     state      conv kernel K; recurrent state   conv kernel K; recurrent state after each step
@@ -34,6 +34,7 @@ PAPER = {
 DEPLOY = {**PAPER, "A": {"ssm": ["A_bar", "B_bar"]}, "C": {"ssm": ["C", "D"]}, "log_dt": {}}
 TARGETS = {"paper": PAPER, "deploy": DEPLOY}
 SIGNALS = {"input", "act_in", "act_out", "pooled", "state"}  # data-dependent: clip observed, fixed at evaluation
+STABLE = {"A_bar"}  # quantized inside the unit disc: a stable mode stays stable
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def quantize(model: S4DClassifier, bits: dict[str, int | None], target: str = "p
         if width is None:
             continue
         for taps, name in tap_points(model, component, target):
-            taps.attach(name, Quantizer(width, scale, clip, observe=name in SIGNALS))
+            taps.attach(name, Quantizer(width, scale, clip, observe=name in SIGNALS, unit_disc=name in STABLE))
     return model
 
 

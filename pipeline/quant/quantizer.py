@@ -8,6 +8,11 @@ size quantization", ICLR 2020, with its gradient scale 1/√(numel·L)). Backwar
 outside. Complex tensors are quantized as their (re, im) pairs with one scale. The forward pass is one fused kernel
 (torch's per-tensor fake quantization); with an abs-max clip nothing lies outside, so the backward is free.
 
+`unit_disc=True` keeps complex values with |z| ≤ 1 inside the closed unit disc (a stable Ā stays stable): where
+rounding both parts leaves the disc, the nearest of the grid points that round one part toward zero (or both)
+and lie inside is taken; rounding both toward zero never leaves it, since then |q_re| ≤ |z_re| and
+|q_im| ≤ |z_im|. Still on the square grid, so a crossbar stores it as it stores any value; gradient: the STE.
+
 Signals (activations, the state) are quantized with `observe=True`: their abs-max clip is the current tensor's
 while training and an exponential moving average of it (momentum 0.1) at evaluation, so that an evaluated
 sample's result does not depend on the rest of its batch, as with a converter of fixed range. `calibrating`
@@ -53,7 +58,7 @@ def scale_grad(v: torch.Tensor, factor: float) -> torch.Tensor:
 
 class Quantizer(nn.Module):
     def __init__(self, bits: int, scale: str = "absmax", clip: float | None = None, observe: bool = False,
-                 momentum: float = 0.1):
+                 momentum: float = 0.1, unit_disc: bool = False):
         super().__init__()
         if not (isinstance(bits, int) and 1 <= bits <= 16):
             raise ValueError(f"bits = {bits!r}: allowed integers 1..16")
@@ -61,7 +66,7 @@ class Quantizer(nn.Module):
             raise ValueError(f"scale = {scale!r}: allowed {SCALES}")
         if scale == "fixed" and not (clip and clip > 0):
             raise ValueError(f"clip = {clip!r}: a fixed clip must be > 0")
-        self.bits, self.scale, self.levels = bits, scale, 2 ** (bits - 1)
+        self.bits, self.scale, self.levels, self.unit_disc = bits, scale, 2 ** (bits - 1), unit_disc
         self.observe, self.momentum, self.calibrating = observe and scale == "absmax", momentum, False
         if self.observe:
             self.register_buffer("running_clip", torch.tensor(0.0))
@@ -74,7 +79,8 @@ class Quantizer(nn.Module):
             self._checked = False  # host-side cache of `initialized`, so steady state needs no device sync
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, scale={self.scale}" + (", observed" if self.observe else "")
+        return (f"bits={self.bits}, scale={self.scale}" + (", observed" if self.observe else "")
+                + (", unit_disc" if self.unit_disc else ""))
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == "absmax":
@@ -98,8 +104,28 @@ class Quantizer(nn.Module):
             self._checked = True
         return scale_grad(self.clip.abs(), 1.0 / (x.numel() * self.levels) ** 0.5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_complex():
-            return torch.view_as_complex(self(torch.view_as_real(x)).contiguous())
+    def _quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q(x), its step s)."""
         step = torch.clamp(self._clip(x) / self.levels, min=torch.finfo(x.dtype).tiny)  # 1/s stays finite
-        return _FakeQuantize.apply(x, step, self.levels, self.scale == "absmax")
+        return _FakeQuantize.apply(x, step, self.levels, self.scale == "absmax"), step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_complex():
+            return self._quantize(x)[0]
+        pairs = torch.view_as_real(x)
+        q, step = self._quantize(pairs)
+        if self.unit_disc:
+            q = q + (inside_unit_disc(pairs.detach(), q.detach(), step.detach()) - q).detach()
+        return torch.view_as_complex(q.contiguous())
+
+
+def inside_unit_disc(z: torch.Tensor, q: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """`q` (grid points of step `step` nearest to the (re, im) pairs `z`, last axis) where |q| ≤ 1; elsewhere the
+    nearest inside the disc of (q_re, t_im), (t_re, q_im), (t_re, t_im), with t = z rounded toward zero."""
+    toward_zero = torch.trunc(z / step) * step
+    candidates = torch.stack([q, torch.stack([q[..., 0], toward_zero[..., 1]], -1),
+                              torch.stack([toward_zero[..., 0], q[..., 1]], -1), toward_zero])  # (4, ..., 2)
+    outside = candidates.square().sum(-1) > 1
+    distance = (candidates - z).square().sum(-1).masked_fill(outside, float("inf"))
+    best = candidates.gather(0, distance.argmin(0, keepdim=True).unsqueeze(-1).expand(1, *z.shape)).squeeze(0)
+    return torch.where(outside[0].unsqueeze(-1), best, q)

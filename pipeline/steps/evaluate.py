@@ -47,7 +47,8 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
     and time as each finishes."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
-    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
+    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
+                       settings.mapping)
     for name, device in settings.device_settings().items():
         programs[name] = program_all(measured, device)
         curves[name] = {}
@@ -83,7 +84,7 @@ def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps:
                          steps=steps, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
     bits = widths(module.bits)
     breakdown = energy.analog(shape, tile_counts(programs), bits, settings.dac_bits, settings.adc_bits,
-                              settings.read_voltage, settings.read_time)
+                              settings.read_voltage, settings.read_time, residual=programs[0].residual)
     total = sum(breakdown.values())
     fp32, int8 = sum(energy.digital(shape, None).values()), sum(energy.digital(shape, 8).values())
     metrics = {"energy/pj_per_inference": total, "energy/digital_fp32_pj": fp32, "energy/digital_int8_pj": int8,
@@ -102,7 +103,8 @@ def model_energy(module: ClassifierModule, calibration: list[torch.Tensor], step
                  settings: EvaluateConfig) -> float:
     """Energy per inference (pJ) of `module` mapped onto the chip of the first device in `settings`."""
     model = module.model.eval()
-    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin)
+    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
+                       settings.mapping)
     device = next(iter(settings.device_settings().values()))
     return energy_metrics(module, program_all(measured, device), steps, settings)[0]["energy/pj_per_inference"]
 
