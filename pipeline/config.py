@@ -258,7 +258,7 @@ class EvaluateConfig(Section):
     tile_rows: int = Field(64, ge=4, description="≥ 4: u_t, u_{t−1} and one mode's two state rows")
     tile_cols: int = Field(64, ge=6, description="≥ 6: one mode's two state columns and y, as G+/G− pairs")
     mapping: Literal["full", "residual"] = Field(
-        "full", description="full: the tile holds Ā; residual: it holds Ā − I and the state is added back digitally")
+        "residual", description="residual: the tile holds Ā − I and the state is added back digitally; full: Ā")
     dac_bits: int = Field(8, ge=1, le=16)
     adc_bits: int = Field(8, ge=1, le=16)
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")
