@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--devices", default="ideal,rram,pcm")
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
     parser.add_argument("--sigma", type=float, help="override finetune.sigma")
+    parser.add_argument("--qat-target", choices=["paper", "deploy"], help="override qat.target")
     parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune", "qat"],
                         help="the model evaluated")
     parser.add_argument("--mappings", default="full,residual", help="tile mappings compared (evaluate.mapping)")
@@ -75,7 +76,7 @@ def main() -> None:
 
     float_module, m = cached(keep, work, "pretrain", lambda w: fit_classifier(config, prepared, w))
     report("pretrain", m)
-    qat = config.qat.model_copy(update={"epochs": args.qat_epochs})
+    qat = config.qat.model_copy(update={"epochs": args.qat_epochs, "target": args.qat_target or config.qat.target})
     qat_module, m = cached(keep, work, "qat", lambda w: compare(float_module, config, prepared, w, qat))
     report("qat", m)
     prune = config.prune.model_copy(update={"epochs": args.prune_epochs})
