@@ -27,11 +27,15 @@ from pipeline.steps.qat import compare
 from pipeline.training import ClassifierModule, fit_classifier
 
 
-def cached(keep: Path, work: Path, name: str, make):
+def cached(keep: Path, work: Path, name: str, made_with: dict, make):
     """keep/<name>.ckpt and its metrics (keep/chain.json) if there, else make(work/<name>) → (module, metrics)
-    trained there, its best checkpoint kept."""
+    trained there, its best checkpoint kept. A folder whose chain was made with other settings (`made_with`) is
+    refused, so that one preset's checkpoints are never evaluated as another's."""
     path, record = keep / f"{name}.ckpt", keep / "chain.json"
-    chain = json.loads(record.read_text()) if record.is_file() else {}
+    chain = json.loads(record.read_text()) if record.is_file() else {"made_with": made_with}
+    if chain.get("made_with") != made_with:
+        raise SystemExit(f"{record}: its checkpoints were made with {chain.get('made_with')}, not {made_with}; "
+                         "give another --keep (or --workdir)")
     if not path.is_file():
         _, chain[name] = make(work / name)
         keep_checkpoint(work / name, keep, name)
@@ -74,25 +78,34 @@ def main() -> None:
         data.prepare(config, prepared)
     report = Report(args.out, preset=args.preset, args=vars(args))
 
-    float_module, m = cached(keep, work, "pretrain", lambda w: fit_classifier(config, prepared, w))
-    report("pretrain", m)
     qat = config.qat.model_copy(update={"epochs": args.qat_epochs, "target": args.qat_target or config.qat.target})
-    qat_module, m = cached(keep, work, "qat", lambda w: compare(float_module, config, prepared, w, qat))
-    report("qat", m)
     prune = config.prune.model_copy(update={"epochs": args.prune_epochs})
-    pruned, m = cached(keep, work, "prune", lambda w: prune_and_recover(qat_module.to(on), config, prepared, w, prune))
-    report("prune", m)
     tune = config.finetune.model_copy(update={"epochs": args.finetune_epochs,
                                               "sigma": config.finetune.sigma if args.sigma is None else args.sigma})
-    tuned, m = cached(keep, work, "finetune", lambda w: finetune(pruned, config, prepared, w, tune))
-    report("finetune", m)
+    made_with = {"config": config.fingerprint(), "qat": qat.model_dump(mode="json"),
+                 "prune": prune.model_dump(mode="json"), "finetune": tune.model_dump(mode="json")}
+    float_module, m = cached(keep, work, "pretrain", made_with, lambda w: fit_classifier(config, prepared, w))
+    report("pretrain", m)
+    models = {}
+    models["qat"], m = cached(keep, work, "qat", made_with,
+                              lambda w: compare(float_module, config, prepared, w, qat))
+    report("qat", m)
+    last = "finetune" if args.skip_evaluation else args.evaluate  # train no further than what is evaluated
+    if last != "qat":
+        models["prune"], m = cached(keep, work, "prune", made_with,
+                                    lambda w: prune_and_recover(models["qat"].to(on), config, prepared, w, prune))
+        report("prune", m)
+    if last == "finetune":
+        models["finetune"], m = cached(keep, work, "finetune", made_with,
+                                       lambda w: finetune(models["prune"], config, prepared, w, tune))
+        report("finetune", m)
     if args.skip_evaluation:
         return
 
     x, y = load_split(prepared, "test").tensors
     x, y = x[:settings.test_samples], y[:settings.test_samples]
     calibration = list(load_split(prepared, "train").tensors[0][:1024].split(256))
-    tuned = {"finetune": tuned, "prune": pruned, "qat": qat_module}[args.evaluate].to(on)
+    tuned = models[args.evaluate].to(on)
     report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
     first = settings.devices[0]
     for mapping in args.mappings.split(","):

@@ -48,4 +48,4 @@ def copy_accuracies(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, copi
         xb = x[start:start + per_batch].to(on)
         predictions.append(model(xb.repeat(copies, 1, 1)).view(copies, len(xb), -1).argmax(-1).cpu())
     accuracy = _accuracy(model.decoder.out_features, multidim_average="samplewise")
-    return accuracy(torch.cat(predictions, dim=1), y.expand(copies, -1))
+    return accuracy(torch.cat(predictions, dim=1), y.expand(copies, -1)).reshape(copies)  # one copy: not 0-dim

@@ -28,6 +28,14 @@ def test_each_copy_gets_its_own_accuracy_over_several_batches():
     assert accuracies.tolist() == pytest.approx([1.0, even, 0.0])
 
 
+def test_a_single_copy_still_gives_one_accuracy_per_copy():
+    y = torch.arange(10) % 4
+    x = y.float().view(-1, 1, 1).expand(-1, 5, 1)
+    model = Linear()
+    single = copy_accuracies(model, x.transpose(1, 2).contiguous(), y, copies=1)
+    assert single.shape == (1,)  # a list of one chip's accuracy, as the evaluation's statistics expect
+
+
 class Linear(nn.Module):
     """A linear classifier called as the S4D classifier is, model(x, mode)."""
 
