@@ -201,10 +201,16 @@ class QuantConfig(Section):
 class QatConfig(Schedule, QuantConfig):
     """QAT stage: the quantization, the fine-tuning schedule, and the mode training runs in."""
 
+    target: Literal["paper", "deploy", "chip"] = Field(
+        "paper", description="paper: A, log Δ, C as QS4D; deploy: Ā, B̄, C, D and the state as on a crossbar; "
+        "chip: deploy, trained and validated on the crossbar tiles of `evaluate` (hardware in the loop)")
+    chip_device: str = Field("ideal", description="target chip: the device drawn while training ('ideal' or one "
+                             "of evaluate.devices)")
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-3, gt=0)
     train_mode: Literal["conv", "recurrent"] = Field(
-        "conv", description="conv is fast; in deploy, recurrent quantizes the state exactly as evaluated")
+        "conv", description="conv is fast; in deploy, recurrent quantizes the state exactly as evaluated; "
+        "ignored by target chip, which trains on the tiles")
 
 
 class PruneConfig(Schedule):
@@ -357,6 +363,18 @@ class Config(Section):
     mixed_precision: MixedPrecisionConfig = MixedPrecisionConfig()
     tracking: TrackingConfig = TrackingConfig()
     _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _check_chip(self) -> Config:
+        allowed = ["ideal", *self.evaluate.devices]
+        if self.qat.target == "chip" and self.qat.chip_device not in allowed:
+            raise ValueError(f"qat.chip_device = {self.qat.chip_device!r}: allowed {allowed} (evaluate.devices)")
+        return self
+
+    def chip_device(self) -> DeviceConfig:
+        """The device target `chip` trains under, with evaluate's overrides."""
+        name = self.qat.chip_device
+        return PRESETS["ideal"] if name == "ideal" else self.evaluate.device_settings()[name]
 
     def path(self, value: str | Path) -> Path:
         """A path from the params, taken relative to the params file's folder."""

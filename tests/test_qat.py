@@ -49,7 +49,7 @@ def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
     ({"bits": {"B": 4}}, "allowed: ['all', 'A', 'C', 'log_dt', 'state', 'act', 'mix', 'coder']"),
     ({"scale": "fixed"}, "clip"),
     ({"scale": "fixed", "clip": -1.0}, "clip = -1.0"),
-    ({"target": "chip"}, "'paper' or 'deploy'"),
+    ({"target": "hil"}, "'paper', 'deploy' or 'chip'"),
 ])
 def test_bad_quantization_params_are_refused(qat, message):
     with pytest.raises(ConfigError) as error:

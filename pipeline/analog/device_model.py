@@ -14,22 +14,23 @@ class Chips:
     """`count` chips programmed with one layer's `TileProgram` on `device`: the random draws of each cell
     (programming noise, drift exponent, faults) are made once; `weights(t)` gives the effective tiles at t."""
 
-    def __init__(self, tiles: TileProgram, device: DeviceConfig, count: int, generator: torch.Generator):
+    def __init__(self, tiles: TileProgram, device: DeviceConfig, count: int, generator: torch.Generator | None):
         self.tiles, self.device = tiles, device
         shape = (count, 2, *tiles.g_plus.shape)  # chip, G+/G−, H, T, R, K
+        on = tiles.g_plus.device  # draws from `generator` (on that device), or the global one if None
 
         def draw():
-            return torch.randn(shape, generator=generator, dtype=torch.float64)
+            return torch.randn(shape, generator=generator, dtype=torch.float64, device=on)
 
         self.z, nu = draw(), draw()
         self.nu = (device.drift_nu + device.drift_nu_std * nu).clamp_min(0)
-        fault = torch.rand(shape, generator=generator, dtype=torch.float64)
+        fault = torch.rand(shape, generator=generator, dtype=torch.float64, device=on)
         self.stuck_off, self.stuck_on = fault < device.stuck_off, (fault >= device.stuck_off) & (
             fault < device.stuck_off + device.stuck_on)
         H, T, R, K = tiles.g_plus.shape
         along_row = torch.arange(2 * K, dtype=torch.float64).view(K, 2) / max(2 * K - 1, 1)  # physical column
         along_col = (R - 1 - torch.arange(R, dtype=torch.float64)) / max(R - 1, 1)  # rows from the ADC
-        self.distance = ((along_row.T[:, None, :] + along_col[None, :, None]) / 2)  # (2, R, K)
+        self.distance = ((along_row.T[:, None, :] + along_col[None, :, None]) / 2).to(on)  # (2, R, K)
 
     def _sigma(self, g: torch.Tensor, t: float) -> torch.Tensor:
         """Programming-noise std at t: the device's polynomials interpolated in log t."""

@@ -48,31 +48,66 @@ class Layout:
     residual: bool = False
 
 
+def slot_modes(B_bar: torch.Tensor, C: torch.Tensor, per_tile: int) -> torch.Tensor:
+    """The S4D mode in each slot (H, T, m), −1 where empty: each channel's live modes (B̄ₙ ≠ 0 and Cₙ ≠ 0) in
+    ascending order, `per_tile` per tile (fewer if no channel has that many), as many tiles as the fullest
+    channel needs."""
+    live = (B_bar != 0) & (C != 0)
+    H, n = live.shape
+    most = int(live.sum(1).max())
+    slots = max(1, min(per_tile, most))
+    tiles = max(1, -(-most // slots))
+    order = torch.argsort((~live).to(torch.int8), dim=1, stable=True)  # live modes first, ascending
+    ranked = torch.where(torch.arange(n) < live.sum(1, keepdim=True), order, -1)
+    modes = torch.full((H, tiles * slots), -1, dtype=torch.long)
+    modes[:, :min(n, tiles * slots)] = ranked[:, :tiles * slots]
+    return modes.view(H, tiles, slots)
+
+
+def tile_matrix(A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor, D: torch.Tensor, modes: torch.Tensor,
+                residual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights (H, T, R, K), the cells that exist) of the tiles holding `modes` (see the module docstring);
+    differentiable in Ā, B̄, C and D, so a model can train on the tile it will be programmed as."""
+    H, T, m = modes.shape
+    valid = modes >= 0
+    index = modes.clamp_min(0).view(H, -1).to(A_bar.device)
+    valid = valid.to(A_bar.device)
+
+    def pick(values: torch.Tensor) -> torch.Tensor:
+        return torch.where(valid, values.gather(1, index).view(H, T, m), torch.zeros((), dtype=values.dtype,
+                                                                                   device=values.device))
+
+    a, b, c, d = pick(A_bar.real), pick(A_bar.imag), pick(B_bar.real), pick(B_bar.imag)
+    r, s = pick(C.real), pick(C.imag)
+    diagonal = torch.where(valid, a - 1.0, a) if residual else a
+    first = (torch.arange(T, device=D.device) == 0)
+    skip = torch.where(first, D[:, None], torch.zeros((), dtype=D.dtype, device=D.device))
+    weights = dense(torch.stack([c, d], -1), torch.stack([torch.stack([diagonal, b], -1),
+                                                         torch.stack([-b, diagonal], -1)], -2),
+                    torch.stack([2 * r, -2 * s], -1), skip)
+    cell = valid[..., None].expand(H, T, m, 2).to(weights.dtype)
+    present = dense(cell, cell[..., None].expand(H, T, m, 2, 2), cell, first.expand(H, T).to(weights.dtype))
+    return weights, present != 0
+
+
+def dense(input: torch.Tensor, block: torch.Tensor, out: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """Tiles (…, R, K) from the slot form of `tile_read.slot_form` (its inverse): input (…, m, 2), block
+    (…, m, 2, 2), out (…, m, 2), skip (…)."""
+    *lead, m, _ = input.shape
+    state = torch.diag_embed(block.movedim(-3, -1), dim1=-4, dim2=-2).reshape(*lead, 2 * m, 2 * m)
+    no_state, no_y = input.new_zeros(*lead, 1, 2 * m), input.new_zeros(*lead, 1, 1)
+    return torch.cat([torch.cat([input.reshape(*lead, 1, 2 * m), no_y], -1),
+                      torch.cat([no_state, skip[..., None, None]], -1),
+                      torch.cat([state, out.reshape(*lead, 2 * m, 1)], -1)], dim=-2)
+
+
 @torch.no_grad()
 def layout(ssm: S4D, per_tile: int, mapping: str = "full") -> Layout:
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping = {mapping!r}: allowed {MAPPINGS}")
-    diagonal_shift = 1.0 if mapping == "residual" else 0.0
     A_bar, B_bar, C, D = (t.detach().cpu() for t in ssm.discrete())
-    live = [torch.nonzero((B_bar[h] != 0) & (C[h] != 0)).flatten() for h in range(A_bar.shape[0])]
-    slots = max(1, min(per_tile, max(len(n) for n in live)))
-    tiles = max(1, max(-(-len(n) // slots) for n in live))
-    H, R, K = A_bar.shape[0], FIXED_ROWS + 2 * slots, 2 * slots + 1
-    weights = torch.zeros(H, tiles, R, K, dtype=A_bar.real.dtype)
-    present = torch.zeros(H, tiles, R, K, dtype=torch.bool)
-    modes = torch.full((H, tiles, slots), -1, dtype=torch.long)
-    for h in range(H):
-        weights[h, 0, 1, -1], present[h, 0, 1, -1] = D[h], True
-        for i, n in enumerate(live[h].tolist()):
-            t, j = divmod(i, slots)
-            modes[h, t, j] = n
-            a, b, c, d = A_bar[h, n].real, A_bar[h, n].imag, B_bar[h, n].real, B_bar[h, n].imag
-            r, s = C[h, n].real, C[h, n].imag
-            p, q = FIXED_ROWS + 2 * j, FIXED_ROWS + 2 * j + 1
-            diagonal = a - diagonal_shift
-            for row, col, value in ((0, 2 * j, c), (0, 2 * j + 1, d), (p, 2 * j, diagonal), (p, 2 * j + 1, b),
-                                    (q, 2 * j, -b), (q, 2 * j + 1, diagonal), (p, K - 1, 2 * r), (q, K - 1, -2 * s)):
-                weights[h, t, row, col], present[h, t, row, col] = value, True
+    modes = slot_modes(B_bar, C, per_tile)
+    weights, present = tile_matrix(A_bar, B_bar, C, D, modes, mapping == "residual")
     return Layout(weights, present, modes, residual=mapping == "residual")
 
 
@@ -102,6 +137,18 @@ class TileProgram:
         return (self.g_plus - self.g_minus) * self.gain[..., None, :] / self.row_scale[..., None]
 
 
+class _RoundStraight(torch.autograd.Function):
+    """round(x) forward, the identity backward (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        return g
+
+
 def program(tiles: Layout, row_scale: torch.Tensor, col_scale: torch.Tensor, g_min: float, g_max: float,
             levels: int | None = None) -> TileProgram:
     """Target conductances: w̃ = w × row full scale, normalised by its column's max |w̃|, split into G+ and G−
@@ -111,11 +158,14 @@ def program(tiles: Layout, row_scale: torch.Tensor, col_scale: torch.Tensor, g_m
     normalised = scaled / w_max[..., None, :]
     span = g_max - g_min
 
-    def conductance(x: torch.Tensor) -> torch.Tensor:
-        level = x.clamp_min(0)
+    zero = torch.zeros((), dtype=normalised.dtype, device=normalised.device)
+
+    def conductance(level: torch.Tensor) -> torch.Tensor:
         if levels is not None:
-            level = torch.round(level * (levels - 1)) / (levels - 1)
+            level = _RoundStraight.apply(level * (levels - 1)) / (levels - 1)
         return torch.where(tiles.present, g_min + span * level, torch.zeros_like(level))
 
-    return TileProgram(conductance(normalised), conductance(-normalised), tiles.present, row_scale, col_scale,
+    # a zero weight's ∂ goes to G+ only, so that ∂(G+ − G−)/∂w = span everywhere
+    positive, negative = torch.where(normalised >= 0, normalised, zero), torch.where(normalised < 0, -normalised, zero)
+    return TileProgram(conductance(positive), conductance(negative), tiles.present, row_scale, col_scale,
                        w_max / span, tiles.modes, g_min, g_max, tiles.residual)

@@ -12,12 +12,29 @@ from pipeline.analog.noise import set_noise
 from pipeline.model import S4DClassifier
 
 
+class _Convert(torch.autograd.Function):
+    """The converter's grid forward; straight-through backward inside the full scale, zero where it clips."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bits: int, full_scale: torch.Tensor | float) -> torch.Tensor:
+        step = full_scale / 2 ** (bits - 1)
+        code = torch.round(x / step)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(code.abs() <= 2 ** (bits - 1))
+        return torch.clamp(code, -2 ** (bits - 1), 2 ** (bits - 1)) * step
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        inside, = ctx.saved_tensors
+        return g * inside, None, None
+
+
 def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float) -> torch.Tensor:
-    """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity)."""
+    """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity).
+    Gradients pass straight through where the input is inside the full scale (hardware-in-the-loop training)."""
     if bits is None:
         return x
-    step = full_scale / 2 ** (bits - 1)
-    return torch.clamp(torch.round(x / step), -2 ** (bits - 1), 2 ** (bits - 1)) * step
+    return _Convert.apply(x, bits, full_scale)
 
 
 def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
@@ -62,6 +79,7 @@ def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | No
     out_x = v_u * w["input"] + v_re * w["block"][..., 0, :] + v_im * w["block"][..., 1, :]
     out_y = (v_x * w["out"]).sum((-2, -1)) + v_prev * w["skip"]
     if read_std is not None:  # std of the column current: read_noise·g_max·gain·√(Σ v² over the column's cells)
+        v_u, v_re, v_im, v_x, v_prev = (v.detach() for v in (v_u, v_re, v_im, v_x, v_prev))  # no ∂ through √0
         spread_x = (v_u ** 2 * cells["input"] + v_re ** 2 * cells["block"][..., 0, :]
                     + v_im ** 2 * cells["block"][..., 1, :]).sqrt()
         spread_y = ((v_x ** 2 * cells["out"]).sum((-2, -1)) + v_prev ** 2 * cells["skip"]).sqrt()

@@ -7,6 +7,8 @@ Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
     convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of a power of 2 ≥ 2L)
 Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
+A third mode, `chip`, runs the layer's crossbar tiles as they compute it: `chip` is then the module attached
+for it (analog/in_the_loop.py), called as chip(layer, u).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from torch import nn
 from pipeline.model.fft_conv import fft_conv
 from pipeline.model.taps import Taps
 
-Mode = str  # "conv" | "recurrent"
+Mode = str  # "conv" | "recurrent" | "chip"
 
 
 def _nonzero(z: torch.Tensor) -> torch.Tensor:
@@ -45,6 +47,7 @@ class S4D(nn.Module):
         self.C = nn.Parameter(torch.randn(d_model, modes, 2) * math.sqrt(0.5))
         self.D = nn.Parameter(torch.randn(d_model))
         self.taps = Taps()
+        self.chip: nn.Module | None = None
 
     def continuous(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, Δ) with A complex of shape (H, N/2) and Δ of shape (H, 1), through taps A_re, A_im, log_dt."""
@@ -90,7 +93,9 @@ class S4D(nn.Module):
             return self._convolve(u)
         if mode == "recurrent":
             return self._recur(u)
-        raise ValueError(f"mode = {mode!r}: allowed 'conv' or 'recurrent'")
+        if mode == "chip" and self.chip is not None:
+            return self.chip(self, u)
+        raise ValueError(f"mode = {mode!r}: allowed 'conv', 'recurrent', or 'chip' with tile arithmetic attached")
 
     def _convolve(self, u: torch.Tensor) -> torch.Tensor:
         """y = K' * u with K'[0] = K[0] + D: the skip D·u rides along in the convolution."""

@@ -13,6 +13,7 @@ import torch
 from pipeline import stage, tracking
 from pipeline.analog import export
 from pipeline.analog.calibration import measure, program_all
+from pipeline.analog.in_the_loop import stored_ranges
 from pipeline.analog.mapping import TileProgram
 from pipeline.analog.simulator import simulated
 from pipeline.config import Config, EvaluateConfig
@@ -47,8 +48,8 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
     and time as each finishes."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
-    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
-                       settings.mapping)
+    measured = stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping) or measure(
+        model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin, settings.mapping)
     for name, device in settings.device_settings().items():
         programs[name] = program_all(measured, device)
         curves[name] = {}
@@ -126,6 +127,8 @@ def run(config: Config, data: Path, model: Path, programs_dir: Path, metrics: Pa
         curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
         first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))
         values = {"software/acc": software, "test_samples": len(x), "chips": settings.chips,
+                  **({"software/digital_acc": accuracy(module.model, x, y, "recurrent")}
+                     if module.eval_mode == "chip" else {}),
                   **{f"crossbar/acc_{k}": v for k, v in curves[first][start].items()},
                   **layout_metrics(programs[first])}
         values |= {f"crossbar/{device}/{t}/acc_{k}": v

@@ -6,6 +6,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 
 from pipeline import stage, tracking
+from pipeline.analog.in_the_loop import ChipInTheLoop
 from pipeline.config import Config, QatConfig
 from pipeline.cost import model_proxies
 from pipeline.data import read_meta
@@ -16,20 +17,31 @@ WORKDIR = Path("runs/qat")
 
 
 def quantization(qat: QatConfig) -> Quantization:
-    """The quantization the QAT section describes."""
-    return Quantization(**qat.model_dump(include=set(Quantization.__dataclass_fields__)))
+    """The quantization the QAT section describes (target `chip` quantizes as `deploy`)."""
+    fields = qat.model_dump(include=set(Quantization.__dataclass_fields__))
+    return Quantization(**fields | {"target": "deploy" if qat.target == "chip" else qat.target})
 
 
-def quantized_copy(float_module: ClassifierModule, qat: QatConfig) -> ClassifierModule:
+def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
+    """The chip target `chip` trains on: `evaluate`'s converters, tiles and mapping, the device `chip_device`."""
+    if qat.target != "chip":
+        return None
+    e = config.evaluate
+    return ChipInTheLoop(config.chip_device().model_dump(), e.dac_bits, e.adc_bits, e.tile_rows, e.tile_cols,
+                         e.mapping, e.range_margin)
+
+
+def quantized_copy(float_module: ClassifierModule, qat: QatConfig,
+                   chip: ChipInTheLoop | None = None) -> ClassifierModule:
     """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT) with
-    the `qat` schedule."""
-    return float_module.rebuilt(quant=quantization(qat), optim=optim_params(qat))
+    the `qat` schedule; on the tiles of `chip` if given."""
+    return float_module.rebuilt(quant=quantization(qat), optim=optim_params(qat), chip=chip)
 
 
 def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
           qat: QatConfig, logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     """QAT from the float weights. Returns (best-validation module, metrics)."""
-    return fit(quantized_copy(float_module, qat), config, qat, data_dir, workdir, logger)
+    return fit(quantized_copy(float_module, qat, in_the_loop(config, qat)), config, qat, data_dir, workdir, logger)
 
 
 def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
@@ -44,7 +56,7 @@ def compare(float_module: ClassifierModule, config: Config, data_dir: str | Path
     qat = qat or config.qat
     float_eval = evaluate(quantized_copy(float_module, qat.model_copy(update={"bits": {}})),
                           config, data_dir)
-    ptq_eval = evaluate(quantized_copy(float_module, qat), config, data_dir)
+    ptq_eval = evaluate(quantized_copy(float_module, qat, in_the_loop(config, qat)), config, data_dir)
     trained, metrics = train(float_module, config, data_dir, workdir, qat, logger)
     float_cost, quant_cost = costs(config, data_dir, {}), costs(config, data_dir, qat.bits)
     metrics |= {f"float/{k}": v for k, v in float_eval.items()} | {f"ptq/{k}": v for k, v in ptq_eval.items()}

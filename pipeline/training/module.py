@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, tile_layers
 from pipeline.analog.noise import WeightNoise, set_noise
 from pipeline.cuda_graphs import capture
 from pipeline.model import S4DClassifier
@@ -27,7 +28,9 @@ class ClassifierModule(L.LightningModule):
 
     The one way to build a classifier: `model` describes it (`ModelConfig` fields), `optim` its schedule; what is
     attached comes typed: `quant` quantizers, `pruned` pruning masks, `noise` analog weight noise (on while
-    training, off for validation and test). `Taps.ORDER` fixes the order they act in (quantizer, noise, mask).
+    training, off for validation and test), `chip` the crossbar tiles the model then trains and is validated on
+    (mode `chip`; their ranges are measured at each training epoch's start). `Taps.ORDER` fixes the order the
+    tap transforms act in (quantizer, noise, mask).
     Checkpoints store the attachments in their dict form, and the constructor takes either. The `deploy` target
     is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data
     are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the training
@@ -35,15 +38,17 @@ class ClassifierModule(L.LightningModule):
 
     def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict,
                  quant: Quantization | dict | None = None, pruned: bool = False,
-                 noise: WeightNoise | dict | None = None):
+                 noise: WeightNoise | dict | None = None, chip: ChipInTheLoop | dict | None = None):
         super().__init__()
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self._compile = False
         self.quantization, self.weight_noise = Quantization.of(quant), WeightNoise.of(noise)
+        self.chip = ChipInTheLoop.of(chip)
         self.save_hyperparameters({  # stored in checkpoints; a stage's MLflow run has its params already
             "d_in": d_in, "n_classes": n_classes, "model": model, "optim": optim,
             "quant": self.quantization and self.quantization.stored(), "pruned": pruned,
-            "noise": self.weight_noise and self.weight_noise.stored()}, logger=False)
+            "noise": self.weight_noise and self.weight_noise.stored(), "chip": self.chip and self.chip.stored()},
+            logger=False)
         self.model = S4DClassifier(d_in, n_classes, **model)
         self.accuracy = torch.nn.ModuleDict(
             {f"acc_{s}": MulticlassAccuracy(n_classes, average="micro", validate_args=False) for s in SPLITS})
@@ -56,6 +61,9 @@ class ClassifierModule(L.LightningModule):
             attach_masks(self.model)
         if self.weight_noise is not None:
             self.weight_noise.attach(self.model)
+        if self.chip is not None:
+            self.chip.attach(self.model)
+            self.train_mode = self.eval_mode = "chip"
 
     @property
     def bits(self) -> dict[str, int | None]:
@@ -77,7 +85,7 @@ class ClassifierModule(L.LightningModule):
         self._graphs, self._compile, self._graphed = enabled, compile, None
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
-        usable = (self._graphs and x.is_cuda and self.trainer.world_size == 1
+        usable = (self._graphs and x.is_cuda and self.train_mode != "chip" and self.trainer.world_size == 1
                   and self.trainer.precision in ("32-true", "64-true"))
         if not usable:
             return self(x, self.train_mode)
@@ -103,13 +111,19 @@ class ClassifierModule(L.LightningModule):
             self.log(name, metric.compute(), on_step=False, on_epoch=True, sync_dist=True)
             metric.reset()
 
-    def _calibrate(self) -> None:
+    def _calibration_batches(self) -> list[torch.Tensor]:
         loader = self.trainer.datamodule.calibration_dataloader()
-        batches = (x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES))
-        calibrate(self.model, batches, self.eval_mode)
+        return [x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES)]
+
+    def _calibrate(self) -> None:
+        if tile_layers(self.model) and not all(t.calibrated for t in tile_layers(self.model)):
+            calibrate_tiles(self.model, self._calibration_batches())
+        calibrate(self.model, self._calibration_batches(), self.eval_mode)
 
     def on_train_epoch_start(self) -> None:
         set_noise(self.model, self.weight_noise.sigma if self.weight_noise is not None else 0.0)
+        if tile_layers(self.model):
+            calibrate_tiles(self.model, self._calibration_batches())
 
     def on_validation_start(self) -> None:
         set_noise(self.model, 0.0)
@@ -221,9 +235,11 @@ class EpochSeed(L.Callback):
 
 
 def load_weights(module: ClassifierModule, source: ClassifierModule) -> ClassifierModule:
-    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state may be missing."""
+    """Copy `source`'s weights into `module` (e.g. float → quantized); only tap state and tile ranges may be
+    missing, and tile ranges left over."""
     missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
-    extra = [k for k in missing if ".taps." not in k] + list(unexpected)
+    extra = [k for k in missing if ".taps." not in k and ".chip." not in k] + [k for k in unexpected
+                                                                             if ".chip." not in k]
     if extra:
         raise ValueError(f"checkpoints do not match: {extra[:5]}")
     return module

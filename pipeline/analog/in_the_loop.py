@@ -1,0 +1,150 @@
+"""Hardware-in-the-loop training: each S4D layer computed as its crossbar tiles compute it, differentiably.
+
+In execution mode `chip` an S4D layer runs the simulator's arithmetic (simulator.py) on its own parameters:
+
+    (Ā, B̄, C, D) → tile matrix (mapping.tile_matrix, the slots of the last calibration)
+                 → conductances (mapping.program on the device; level rounding straight-through)
+                 → one chip drawn from the device at `time` s (device_model.Chips) while training,
+                   the ideal device for validation and test
+                 → the step loop with DACs and ADCs (tile_read; straight-through inside the full scale, zero
+                   gradient where a converter clips), back-propagated through time.
+
+The slot assignment and the converter full scales are buffers, measured (calibration.measure) at the start of
+every training epoch and whenever the layer has none, and stored in checkpoints: the crossbar evaluation reads
+them instead of measuring again, so on the ideal device the simulator gives exactly the model's own outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from pipeline.analog.calibration import Measured, measure
+from pipeline.analog.device_model import Chips
+from pipeline.analog.devices import PRESETS, DeviceConfig
+from pipeline.analog.mapping import MAPPINGS, Layout, program, tile_matrix
+from pipeline.analog.tile_read import run_steps, slot_form, tile_step
+from pipeline.model import S4DClassifier
+from pipeline.model.s4d import S4D
+
+
+@dataclass(frozen=True)
+class ChipInTheLoop:
+    """The chip a model trains on: the device whose draws it trains under (`DeviceConfig` fields), the time after
+    programming they are taken at, the converters, the tile size and mapping, and the ranges' margin."""
+
+    device: dict
+    dac_bits: int | None = 8
+    adc_bits: int | None = 8
+    tile_rows: int = 64
+    tile_cols: int = 64
+    mapping: str = "residual"
+    range_margin: float = 1.1
+    time: float = 1.0
+
+    def __post_init__(self):
+        if self.mapping not in MAPPINGS:
+            raise ValueError(f"mapping = {self.mapping!r}: allowed {MAPPINGS}")
+        DeviceConfig.model_validate(self.device)
+
+    @classmethod
+    def of(cls, value: ChipInTheLoop | dict | None) -> ChipInTheLoop | None:
+        """`value` as a ChipInTheLoop; a dict is its stored form (checkpoint hyperparameters)."""
+        return cls(**value) if isinstance(value, dict) else value
+
+    def stored(self) -> dict:
+        return asdict(self)
+
+    def attach(self, model: S4DClassifier) -> None:
+        """Give every S4D layer of `model` its tile arithmetic (uncalibrated until `calibrate_tiles`)."""
+        for block in model.blocks:
+            block.ssm.chip = TileArithmetic(self)
+
+
+class TileArithmetic(nn.Module):
+    """The `chip` execution mode of one S4D layer: buffers `modes` (H, T, m), `row_scale` (H, T, R) and
+    `col_scale` (H, T, K), empty until calibrated; their shapes follow the layer's live modes."""
+
+    def __init__(self, spec: ChipInTheLoop):
+        super().__init__()
+        self.spec, self.device = spec, DeviceConfig.model_validate(spec.device)
+        self.register_buffer("modes", torch.full((0, 0, 0), -1, dtype=torch.long))
+        self.register_buffer("row_scale", torch.zeros(0, 0, 0))
+        self.register_buffer("col_scale", torch.zeros(0, 0, 0))
+
+    @property
+    def calibrated(self) -> bool:
+        return self.modes.numel() > 0
+
+    def set_ranges(self, modes: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
+        on = self.row_scale.device
+        self.modes, self.row_scale, self.col_scale = modes.to(on), rows.to(on), cols.to(on)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A checkpoint's buffers have the shapes of its calibration: take them as they are."""
+        for name in ("modes", "row_scale", "col_scale"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def layout(self, ssm: S4D) -> Layout:
+        """The tiles of `ssm`'s current (Ā, B̄, C, D) in the calibrated slots, differentiable."""
+        weights, present = tile_matrix(*ssm.discrete(), self.modes, self.spec.mapping == "residual")
+        return Layout(weights, present, self.modes, residual=self.spec.mapping == "residual")
+
+    def forward(self, ssm: S4D, u: torch.Tensor) -> torch.Tensor:
+        """y (B, H, L) of u (B, H, L): the tiles programmed on one chip (a draw of the training device while
+        training, the ideal device otherwise), read step by step through the converters."""
+        if not self.calibrated:
+            raise RuntimeError("chip mode before calibration: run calibrate_tiles on a few training batches first")
+        device = self.device if self.training else PRESETS["ideal"]
+        tiles = self.layout(ssm)
+        programmed = program(tiles, self.row_scale, self.col_scale, device.g_min, device.g_max, device.levels)
+        generator = None if self.training else torch.Generator(u.device).manual_seed(0)
+        weights, read_std = Chips(programmed, device, 1, generator).weights(self.spec.time)
+        w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
+        cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
+        noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
+        _, T, m = self.modes.shape
+        y = run_steps(u.unsqueeze(0), T, m, lambda x, u_t, u_prev: tile_step(
+            x, u_t, u_prev, w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits, self.spec.adc_bits,
+            tiles.residual))
+        return y.squeeze(0)
+
+
+def tile_layers(model: S4DClassifier) -> list[TileArithmetic]:
+    return [block.ssm.chip for block in model.blocks if isinstance(getattr(block.ssm, "chip", None), TileArithmetic)]
+
+
+@torch.no_grad()
+def calibrate_tiles(model: S4DClassifier, batches) -> None:
+    """Measure every layer's slots and converter ranges on `batches` (ideal tiles, as the crossbar evaluation
+    measures them) and store them in its tile arithmetic."""
+    layers = tile_layers(model)
+    if not layers:
+        return
+    spec = layers[0].spec
+    measured = measure(model, batches, spec.tile_rows, spec.tile_cols, spec.range_margin, spec.mapping)
+    for layer, (tiles, rows, cols) in zip(layers, measured):
+        layer.set_ranges(tiles.modes, rows, cols)
+
+
+@torch.no_grad()
+def stored_ranges(model: S4DClassifier, tile_rows: int, tile_cols: int, mapping: str) -> Measured | None:
+    """The layouts and converter ranges a model trained in the loop carries (None if it has none), for evaluation
+    on tiles of the size and mapping it trained on."""
+    layers = tile_layers(model)
+    if not layers or not all(layer.calibrated for layer in layers):
+        return None
+    spec = layers[0].spec
+    trained = (spec.tile_rows, spec.tile_cols, spec.mapping)
+    if trained != (tile_rows, tile_cols, mapping):
+        raise ValueError(f"evaluate tile_rows, tile_cols, mapping = {(tile_rows, tile_cols, mapping)}: the model "
+                         f"trained in the loop on {trained}; evaluate it on those")
+    measured = []
+    for block, layer in zip(model.blocks, layers):
+        tiles = layer.layout(block.ssm)
+        measured.append((Layout(tiles.weights.cpu(), tiles.present.cpu(), tiles.modes.cpu(), tiles.residual),
+                         layer.row_scale.cpu(), layer.col_scale.cpu()))
+    return measured

@@ -1,0 +1,109 @@
+import pytest
+import torch
+from conftest import TINY
+
+from pipeline import data
+from pipeline.analog.calibration import program_all
+from pipeline.analog.devices import PRESETS
+from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, stored_ranges
+from pipeline.analog.simulator import simulated
+from pipeline.analog.tile_read import convert
+from pipeline.config import ConfigError, parse
+from pipeline.data import read_meta
+from pipeline.data.datamodule import load_split
+from pipeline.model import S4DClassifier
+from pipeline.quant import quantize
+from pipeline.scoring import accuracy
+from pipeline.steps.evaluate import crossbar_accuracy, range_batches
+from pipeline.steps.qat import compare
+from pipeline.training import ClassifierModule, build_module
+
+
+def chip_model(device: str = "ideal", bits: int | None = 6, rows: int = 64, cols: int = 64,
+               mapping: str = "residual", dtype=torch.float32) -> tuple[S4DClassifier, torch.Tensor]:
+    torch.manual_seed(0)
+    model = S4DClassifier(3, 5, d_model=4, d_state=12, n_layers=2).to(dtype)
+    quantize(model, {"A": 5, "C": 5}, target="deploy")
+    ChipInTheLoop(PRESETS[device].model_dump(), bits, bits, rows, cols, mapping).attach(model)
+    x = torch.randn(7, 20, 3, dtype=dtype)
+    calibrate_tiles(model.eval(), [x])
+    return model, x
+
+
+@pytest.mark.parametrize("mapping", ["full", "residual"])
+@pytest.mark.parametrize("rows,cols", [(64, 64), (6, 10)])  # one tile per channel; 2 modes per tile, 3 tiles
+def test_the_ideal_device_gives_the_chip_models_outputs_exactly(rows, cols, mapping):
+    model, x = chip_model(rows=rows, cols=cols, mapping=mapping)
+    programs = program_all(stored_ranges(model, rows, cols, mapping), PRESETS["ideal"])
+    chips = simulated(model, programs, PRESETS["ideal"], 2, 1.0, 6, 6)(x.repeat(2, 1, 1)).view(2, len(x), -1)
+    own = model(x, "chip")
+    assert torch.equal(chips[0], own) and torch.equal(chips[1], own)
+    assert not torch.allclose(own, model(x, "recurrent"), atol=1e-4)  # the 6-bit converters do act
+
+
+@pytest.mark.parametrize("mapping", ["full", "residual"])
+def test_ideal_converters_give_the_recurrence_and_its_gradients(mapping):
+    """Without converters the tile path is the recurrence: equal outputs and equal gradients by autograd through
+    the tile matrix, the conductance program and the step loop, against autograd through S4D's own loop."""
+    model, x = chip_model(bits=None, mapping=mapping, dtype=torch.float64)
+    model.train()
+    grads = []
+    for mode in ("chip", "recurrent"):
+        model.zero_grad()
+        out = model(x, mode)
+        out.square().sum().backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (chip_out, chip_grads), (ref_out, ref_grads) = grads
+    assert torch.allclose(chip_out, ref_out, rtol=1e-9, atol=1e-12)
+    assert chip_grads.keys() == ref_grads.keys() and any("ssm.log_A_re" in n for n in ref_grads)
+    for name, ref in ref_grads.items():
+        assert torch.allclose(chip_grads[name], ref, rtol=1e-7, atol=1e-10), name
+
+
+def test_converter_gradient_passes_inside_the_full_scale_only():
+    x = torch.tensor([-1.5, -0.3, 0.2, 0.9, 1.2], requires_grad=True)
+    convert(x, 3, 1.0).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_training_draws_a_chip_each_pass_and_validation_uses_the_ideal_device():
+    model, x = chip_model("rram")
+    model.train()
+    assert not torch.equal(model(x, "chip"), model(x, "chip"))
+    model.eval()
+    assert torch.equal(model(x, "chip"), model(x, "chip"))
+
+
+def test_stored_ranges_refuse_other_tiles_and_none_without_chip():
+    model, _ = chip_model()
+    with pytest.raises(ValueError, match="evaluate tile_rows, tile_cols, mapping = \\(32, 64, 'residual'\\)"):
+        stored_ranges(model, 32, 64, "residual")
+    assert stored_ranges(S4DClassifier(3, 5, d_model=4, d_state=4), 64, 64, "residual") is None
+    with pytest.raises(RuntimeError, match="calibrat"):
+        fresh = S4DClassifier(3, 5, d_model=4, d_state=4)
+        ChipInTheLoop(PRESETS["ideal"].model_dump()).attach(fresh)
+        fresh(torch.randn(2, 5, 3), "chip")
+
+
+def test_qat_target_chip_trains_on_the_tiles_and_evaluates_on_its_own_ranges(tiny, tmp_path):
+    config = parse({**TINY, "qat": {"target": "chip", "chip_device": "rram", "bits": {"all": 6}, "epochs": 1},
+                    "evaluate": {**TINY["evaluate"], "devices": ["ideal", "rram"], "dac_bits": 6, "adc_bits": 6,
+                                 "chips": 1}, "tracking": tiny.tracking.model_dump()}, base=tmp_path)
+    data.prepare(config, tmp_path / "prepared")
+    float_module = build_module(config, read_meta(tmp_path / "prepared"), config.pretrain)
+    trained, metrics = compare(float_module, config, tmp_path / "prepared", tmp_path / "qat")
+    assert trained.eval_mode == trained.train_mode == "chip" and "ptq/test/acc" in metrics
+    reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")
+    assert reloaded.chip.device["read_noise"] == PRESETS["rram"].read_noise and reloaded.chip.dac_bits == 6
+    layers = [b.ssm.chip for b in reloaded.model.blocks]
+    assert all(layer.calibrated for layer in layers)
+    x, y = load_split(tmp_path / "prepared", "test").tensors
+    x, y = x[:100], y[:100]
+    calibration = range_batches(load_split(tmp_path / "prepared", "train").tensors[0], 256)
+    curves, _ = crossbar_accuracy(reloaded, x, y, calibration, config.evaluate)
+    assert curves["ideal"]["1s"]["mean"] == accuracy(reloaded.model, x, y, "chip")
+
+
+def test_chip_device_must_be_evaluated():
+    with pytest.raises(ConfigError, match="qat.chip_device = 'pcm'"):
+        parse({**TINY, "qat": {"target": "chip", "chip_device": "pcm"}, "evaluate": {"devices": ["rram"]}})
