@@ -30,8 +30,12 @@ def load_preset(preset: str | Path, pretrain_epochs: int, source: str | None = N
     for override in overrides:
         key, _, value = override.partition("=")
         section, _, name = key.partition(".")
+        if not name and section in raw and value and not isinstance(raw[section], dict):
+            raw[section] = yaml.safe_load(value)  # a top-level key, e.g. seed=1
+            continue
         if not (section in raw and name and value):
-            raise SystemExit(f"override {override!r}: expected section.key=value with a section of {sorted(raw)}")
+            raise SystemExit(f"override {override!r}: expected key=value or section.key=value with a key of "
+                             f"{sorted(raw)}")
         raw[section][name] = yaml.safe_load(value)
     torch.set_float32_matmul_precision("high")
     return parse(raw, origin=str(preset), base=preset.resolve().parent)

@@ -23,7 +23,7 @@ from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, duration, energy_metrics, layout_metrics
 from pipeline.steps.finetune import finetune
 from pipeline.steps.prune import prune_and_recover
-from pipeline.steps.qat import compare
+from pipeline.steps.qat import compare, in_the_loop
 from pipeline.training import ClassifierModule, fit_classifier
 
 
@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--devices", default="ideal,rram,pcm")
     parser.add_argument("--times", default="1,86400", help="seconds after programming, comma-separated")
     parser.add_argument("--sigma", type=float, help="override finetune.sigma")
-    parser.add_argument("--qat-target", choices=["paper", "deploy"], help="override qat.target")
+    parser.add_argument("--qat-target", choices=["paper", "deploy", "chip"], help="override qat.target")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a param of the preset (repeatable), e.g. qat.chip_device=rram")
     parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune", "qat"],
                         help="the model evaluated")
     parser.add_argument("--mappings", default="full,residual", help="tile mappings compared (evaluate.mapping)")
@@ -65,13 +67,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("crossbar_eval.json"))
     args = parser.parse_args()
 
-    config = load_preset(args.preset, args.pretrain_epochs, args.source)
+    config = load_preset(args.preset, args.pretrain_epochs, args.source, args.set)
     overrides = {"devices": args.devices.split(","), "times": [float(t) for t in args.times.split(",")],
                  "chips": args.chips or config.evaluate.chips,
                  "test_samples": args.test_samples or config.evaluate.test_samples}
     if args.converter_bits:
         overrides |= {"dac_bits": args.converter_bits, "adc_bits": args.converter_bits}
     settings = config.evaluate.model_copy(update=overrides)
+    trained_with = config.fingerprint()  # evaluation settings do not invalidate the kept checkpoints …
+    config = config.model_copy(update={"evaluate": settings})  # … but target chip trains on these tiles
     on = accelerator()
     work, prepared, keep = args.workdir, args.workdir / "prepared", args.keep or args.workdir
     if not (prepared / "meta.json").is_file():
@@ -82,7 +86,8 @@ def main() -> None:
     prune = config.prune.model_copy(update={"epochs": args.prune_epochs})
     tune = config.finetune.model_copy(update={"epochs": args.finetune_epochs,
                                               "sigma": config.finetune.sigma if args.sigma is None else args.sigma})
-    made_with = {"config": config.fingerprint(), "qat": qat.model_dump(mode="json"),
+    chip = in_the_loop(config, qat)
+    made_with = {"config": trained_with, "qat": qat.model_dump(mode="json"), "chip": chip and chip.stored(),
                  "prune": prune.model_dump(mode="json"), "finetune": tune.model_dump(mode="json")}
     float_module, m = cached(keep, work, "pretrain", made_with, lambda w: fit_classifier(config, prepared, w))
     report("pretrain", m)

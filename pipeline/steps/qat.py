@@ -27,7 +27,7 @@ def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
     if qat.target != "chip":
         return None
     e = config.evaluate
-    return ChipInTheLoop(config.chip_device().model_dump(), e.dac_bits, e.adc_bits, e.tile_rows, e.tile_cols,
+    return ChipInTheLoop(config.chip_device().model_dump(mode="json"), e.dac_bits, e.adc_bits, e.tile_rows, e.tile_cols,
                          e.mapping, e.range_margin)
 
 
