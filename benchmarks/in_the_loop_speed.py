@@ -33,9 +33,10 @@ def main() -> None:
     config = load_preset(args.preset, 1, overrides=["qat.target=chip", f"qat.chip_device={args.device}"])
     on, batch = accelerator(), config.train.batch_size
     torch.manual_seed(0)
-    model = S4DClassifier(args.d_in, 10, **config.model.model_dump()).to(on)
+    model = S4DClassifier(args.d_in, 10, **config.model.model_dump())
     quantization(config.qat).attach(model)
     in_the_loop(config, config.qat).attach(model)
+    model = model.to(on)
     x, y = torch.randn(batch, args.length, args.d_in, device=on), torch.randint(0, 10, (batch,), device=on)
     calibrate_tiles(model.eval(), [x])
     model.train()
