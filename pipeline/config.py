@@ -204,8 +204,8 @@ class QatConfig(Schedule, QuantConfig):
     target: Literal["paper", "deploy", "chip"] = Field(
         "paper", description="paper: A, log Δ, C as QS4D; deploy: Ā, B̄, C, D and the state as on a crossbar; "
         "chip: deploy, trained and validated on the crossbar tiles of `evaluate` (hardware in the loop)")
-    chip_device: str = Field("ideal", description="target chip: the device drawn while training ('ideal' or one "
-                             "of evaluate.devices)")
+    chip_device: str = Field("ideal", description="target chip: the device drawn while training (a preset or "
+                             "one of evaluate.custom_devices)")
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-3, gt=0)
     train_mode: Literal["conv", "recurrent"] = Field(
@@ -366,15 +366,17 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_chip(self) -> Config:
-        allowed = ["ideal", *self.evaluate.devices]
+        allowed = sorted({**PRESETS, **self.evaluate.custom_devices})
         if self.qat.target == "chip" and self.qat.chip_device not in allowed:
-            raise ValueError(f"qat.chip_device = {self.qat.chip_device!r}: allowed {allowed} (evaluate.devices)")
+            raise ValueError(f"qat.chip_device = {self.qat.chip_device!r}: allowed {allowed} (presets and "
+                             "evaluate.custom_devices)")
         return self
 
     def chip_device(self) -> DeviceConfig:
-        """The device target `chip` trains under, with evaluate's overrides."""
-        name = self.qat.chip_device
-        return PRESETS["ideal"] if name == "ideal" else self.evaluate.device_settings()[name]
+        """The device target `chip` trains under: a preset or custom device, with evaluate's overrides for it."""
+        e, name = self.evaluate, self.qat.chip_device
+        known = {**PRESETS, **e.custom_devices}
+        return DeviceConfig.model_validate({**known[name].model_dump(), **e.device_overrides.get(name, {})})
 
     def path(self, value: str | Path) -> Path:
         """A path from the params, taken relative to the params file's folder."""

@@ -6,6 +6,7 @@ from pipeline import data
 from pipeline.analog.calibration import program_all
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, stored_ranges
+from pipeline.analog.noise import noise_modules
 from pipeline.analog.simulator import simulated
 from pipeline.analog.tile_read import convert
 from pipeline.config import ConfigError, parse
@@ -15,6 +16,7 @@ from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
 from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, range_batches
+from pipeline.steps.finetune import finetune
 from pipeline.steps.qat import compare
 from pipeline.training import ClassifierModule, build_module
 
@@ -102,8 +104,13 @@ def test_qat_target_chip_trains_on_the_tiles_and_evaluates_on_its_own_ranges(tin
     calibration = range_batches(load_split(tmp_path / "prepared", "train").tensors[0], 256)
     curves, _ = crossbar_accuracy(reloaded, x, y, calibration, config.evaluate)
     assert curves["ideal"]["1s"]["mean"] == accuracy(reloaded.model, x, y, "chip")
+    tuned, _ = finetune(reloaded, config, tmp_path / "prepared", tmp_path / "finetune")
+    assert tuned.eval_mode == "chip" and not noise_modules(tuned.model)  # the chip's draws are its noise
 
 
-def test_chip_device_must_be_evaluated():
-    with pytest.raises(ConfigError, match="qat.chip_device = 'pcm'"):
-        parse({**TINY, "qat": {"target": "chip", "chip_device": "pcm"}, "evaluate": {"devices": ["rram"]}})
+def test_chip_device_is_a_known_device_with_its_overrides():
+    with pytest.raises(ConfigError, match="qat.chip_device = 'reram'.*allowed \\['ideal', 'pcm', 'rram'\\]"):
+        parse({**TINY, "qat": {"target": "chip", "chip_device": "reram"}})
+    config = parse({**TINY, "qat": {"target": "chip", "chip_device": "rram"},
+                    "evaluate": {"devices": ["rram"], "device_overrides": {"rram": {"read_noise": 0.03}}}})
+    assert config.chip_device().read_noise == 0.03 and config.chip_device().g_max == PRESETS["rram"].g_max

@@ -29,9 +29,12 @@ def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = Fals
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
              settings: FinetuneConfig | None = None,
              logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
-    """Train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor; noise-free validation."""
+    """Train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor; noise-free validation. A model
+    trained on the crossbar's tiles (`qat.target: chip`) trains on them again under its device's draws instead:
+    weight noise on top would count the device's error twice (and push slow modes of Ā off the unit disc)."""
     settings = settings or config.finetune
-    return fit(noisy_copy(module, settings.sigma, settings.mixing_noise), config, settings, data_dir, workdir, logger)
+    trainee = module if module.chip is not None else noisy_copy(module, settings.sigma, settings.mixing_noise)
+    return fit(trainee, config, settings, data_dir, workdir, logger)
 
 
 @torch.no_grad()
