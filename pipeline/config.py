@@ -278,22 +278,27 @@ class EvaluateConfig(Section):
         self.device_settings()
         return self
 
+    def known_devices(self) -> dict[str, DeviceConfig]:
+        """The presets and the custom devices, by name."""
+        return {**PRESETS, **self.custom_devices}
+
+    def device(self, name: str) -> DeviceConfig:
+        """A known device's settings with its overrides applied."""
+        try:
+            return DeviceConfig.model_validate(
+                {**self.known_devices()[name].model_dump(), **self.device_overrides.get(name, {})})
+        except ValidationError as error:
+            problems = "; ".join(": ".join([*map(str, e["loc"]), e["msg"].removeprefix("Value error, ")])
+                                 for e in error.errors())
+            raise ValueError(f"device {name!r}: {problems}") from None
+
     def device_settings(self) -> dict[str, DeviceConfig]:
         """Each evaluated device's settings: a preset or a custom device, with its overrides applied."""
-        known = {**PRESETS, **self.custom_devices}
+        known = self.known_devices()
         unknown = sorted(set(self.devices) - set(known)) + sorted(set(self.device_overrides) - set(self.devices))
         if unknown:
             raise ValueError(f"unknown device(s) {unknown}; allowed: {sorted(known)} (overrides only for listed ones)")
-        settings = {}
-        for name in self.devices:
-            try:
-                settings[name] = DeviceConfig.model_validate(
-                    {**known[name].model_dump(), **self.device_overrides.get(name, {})})
-            except ValidationError as error:
-                problems = "; ".join(": ".join([*map(str, e["loc"]), e["msg"].removeprefix("Value error, ")])
-                                     for e in error.errors())
-                raise ValueError(f"device {name!r}: {problems}") from None
-        return settings
+        return {name: self.device(name) for name in self.devices}
 
 
 class SweepBitsConfig(Section):
@@ -366,7 +371,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_chip(self) -> Config:
-        allowed = sorted({**PRESETS, **self.evaluate.custom_devices})
+        allowed = sorted(self.evaluate.known_devices())
         if self.qat.target == "chip" and self.qat.chip_device not in allowed:
             raise ValueError(f"qat.chip_device = {self.qat.chip_device!r}: allowed {allowed} (presets and "
                              "evaluate.custom_devices)")
@@ -374,9 +379,7 @@ class Config(Section):
 
     def chip_device(self) -> DeviceConfig:
         """The device target `chip` trains under: a preset or custom device, with evaluate's overrides for it."""
-        e, name = self.evaluate, self.qat.chip_device
-        known = {**PRESETS, **e.custom_devices}
-        return DeviceConfig.model_validate({**known[name].model_dump(), **e.device_overrides.get(name, {})})
+        return self.evaluate.device(self.qat.chip_device)
 
     def path(self, value: str | Path) -> Path:
         """A path from the params, taken relative to the params file's folder."""

@@ -24,7 +24,7 @@ from pipeline.analog.calibration import Measured, measure
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import MAPPINGS, Layout, program, tile_matrix
-from pipeline.analog.tile_read import run_steps, slot_form, tile_step
+from pipeline.analog.tile_read import read_layer, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
 
@@ -106,11 +106,8 @@ class TileArithmetic(nn.Module):
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
-        _, T, m = self.modes.shape
-        y = run_steps(u.unsqueeze(0), T, m, lambda x, u_t, u_prev: tile_step(
-            x, u_t, u_prev, w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits, self.spec.adc_bits,
-            tiles.residual))
-        return y.squeeze(0)
+        return read_layer(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
+                          self.spec.adc_bits, tiles.residual).squeeze(0)
 
 
 def tile_layers(model: S4DClassifier) -> list[TileArithmetic]:

@@ -69,9 +69,8 @@ def tile_matrix(A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor, D: to
     """(weights (H, T, R, K), the cells that exist) of the tiles holding `modes` (see the module docstring);
     differentiable in Ā, B̄, C and D, so a model can train on the tile it will be programmed as."""
     H, T, m = modes.shape
-    valid = modes >= 0
-    index = modes.clamp_min(0).view(H, -1).to(A_bar.device)
-    valid = valid.to(A_bar.device)
+    modes = modes.to(A_bar.device)
+    valid, index = modes >= 0, modes.clamp_min(0).view(H, -1)
 
     def pick(values: torch.Tensor) -> torch.Tensor:
         return torch.where(valid, values.gather(1, index).view(H, T, m), torch.zeros((), dtype=values.dtype,

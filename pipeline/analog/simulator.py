@@ -20,15 +20,13 @@ Mixing layers, norms, pooling and decoder stay digital, at the precision the mod
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import DeviceConfig
 from pipeline.analog.mapping import TileProgram
-from pipeline.analog.tile_read import run_steps, slot_form, tile_step, with_layers
+from pipeline.analog.tile_read import read_layer, slot_form, with_layers
 from pipeline.model import S4DClassifier
 
 
@@ -53,17 +51,14 @@ class CrossbarSSM(nn.Module):
 
     def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
         w, cells = self._slots("w"), self._slots("cells")
-        chips, _, H, T, m, _ = w["input"].shape
-        u = u.reshape(chips, -1, *u.shape[1:])  # (C, B, H, L)
+        u = u.reshape(w["input"].shape[0], -1, *u.shape[1:])  # (C, B, H, L)
         read_std = self.read_std if self.read_noise else None
         if u.is_cuda:
             from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
-            y = scan(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits,
-                     self.residual)
+            read = scan
         else:
-            y = run_steps(u, T, m, functools.partial(
-                tile_step, w=w, cells=cells, read_std=read_std, rows=self.row_scale, cols=self.col_scale,
-                dac_bits=self.dac_bits, adc_bits=self.adc_bits, residual=self.residual))
+            read = read_layer
+        y = read(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits, self.residual)
         return y.reshape(-1, *y.shape[2:])
 
 

@@ -3,6 +3,7 @@ whose S4D layers are replaced (by simulated or probing layers). The simulator's 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -49,6 +50,15 @@ def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
             outputs.append(y.sum(-1))
         u_prev = u_t
     return torch.stack(outputs, dim=-1)
+
+
+def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | None, rows: torch.Tensor,
+               cols: torch.Tensor, dac_bits: int | None, adc_bits: int | None, residual: bool) -> torch.Tensor:
+    """y (C, B, H, L) of u (C, B, H, L): the tiles in slot form (`tile_step`'s arguments) read step by step."""
+    tiles, slots = w["input"].shape[-3:-1]
+    return run_steps(u, tiles, slots, functools.partial(
+        tile_step, w=w, cells=cells, read_std=read_std, rows=rows, cols=cols, dac_bits=dac_bits, adc_bits=adc_bits,
+        residual=residual))
 
 
 def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:

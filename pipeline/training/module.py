@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 
 import lightning as L
 import torch
@@ -111,19 +112,19 @@ class ClassifierModule(L.LightningModule):
             self.log(name, metric.compute(), on_step=False, on_epoch=True, sync_dist=True)
             metric.reset()
 
-    def _calibration_batches(self) -> list[torch.Tensor]:
+    def _calibration_batches(self) -> Iterator[torch.Tensor]:
+        """The first training batches, on this module's device, loaded only if they are iterated."""
         loader = self.trainer.datamodule.calibration_dataloader()
-        return [x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES)]
+        return (x.to(self.device) for x, _ in itertools.islice(loader, CALIBRATION_BATCHES))
 
     def _calibrate(self) -> None:
-        if tile_layers(self.model) and not all(t.calibrated for t in tile_layers(self.model)):
+        if not all(layer.calibrated for layer in tile_layers(self.model)):
             calibrate_tiles(self.model, self._calibration_batches())
         calibrate(self.model, self._calibration_batches(), self.eval_mode)
 
     def on_train_epoch_start(self) -> None:
         set_noise(self.model, self.weight_noise.sigma if self.weight_noise is not None else 0.0)
-        if tile_layers(self.model):
-            calibrate_tiles(self.model, self._calibration_batches())
+        calibrate_tiles(self.model, self._calibration_batches())  # ranges follow the weights; no-op without tiles
 
     def on_validation_start(self) -> None:
         set_noise(self.model, 0.0)
