@@ -124,7 +124,8 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         set_noise(self.model, self.weight_noise.sigma if self.weight_noise is not None else 0.0)
-        calibrate_tiles(self.model, self._calibration_batches())  # ranges follow the weights; no-op without tiles
+        if tile_layers(self.model):  # ranges follow the weights (building the loader draws from the global RNG)
+            calibrate_tiles(self.model, self._calibration_batches())
 
     def on_validation_start(self) -> None:
         set_noise(self.model, 0.0)
