@@ -3,6 +3,8 @@ a preset's model on its crossbar tiles, one drawn chip per pass, on random seque
 
     python benchmarks/in_the_loop_speed.py --preset presets/smnist.yaml --length 784 --steps 5 --out speed.json
 
+On GPUs the tiles run as Triton kernels forward and backward (tile_kernel), elsewhere as the eager step loop.
+
 Needs neither MLflow nor DVC, nor the data set.
 """
 from __future__ import annotations
@@ -26,12 +28,13 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=784, help="sequence length")
     parser.add_argument("--d-in", type=int, default=1)
     parser.add_argument("--device", default="rram", help="qat.chip_device")
+    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
     parser.add_argument("--out", type=Path, default=Path("in_the_loop_speed.json"))
     args = parser.parse_args()
 
     config = load_preset(args.preset, 1, overrides=["qat.target=chip", f"qat.chip_device={args.device}"])
-    on, batch = accelerator(), config.train.batch_size
+    on, batch = accelerator(), args.batch_size or config.train.batch_size
     torch.manual_seed(0)
     model = S4DClassifier(args.d_in, 10, **config.model.model_dump())
     quantization(config.qat).attach(model)

@@ -7,7 +7,8 @@ In execution mode `chip` an S4D layer runs the simulator's arithmetic (simulator
                  → one chip drawn from the device at `time` s (device_model.Chips) while training,
                    the ideal device for validation and test
                  → the step loop with DACs and ADCs (tile_read; straight-through inside the full scale, zero
-                   gradient where a converter clips), back-propagated through time.
+                   gradient where a converter clips), back-propagated through time: on GPUs one Triton kernel
+                   per tile index forward and one backward (tile_kernel), elsewhere autograd through the loop.
 
 The slot assignment and the converter full scales are buffers, measured (calibration.measure) at the start of
 every training epoch and whenever the layer has none, and stored in checkpoints: the crossbar evaluation reads
@@ -24,7 +25,7 @@ from pipeline.analog.calibration import Measured, measure
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import MAPPINGS, Layout, program, tile_matrix
-from pipeline.analog.tile_read import read_layer, slot_form
+from pipeline.analog.tile_read import reader, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
 
@@ -106,7 +107,7 @@ class TileArithmetic(nn.Module):
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
-        return read_layer(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
+        return reader(u)(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
                           self.spec.adc_bits, tiles.residual).squeeze(0)
 
 

@@ -7,7 +7,7 @@ them back to signal units through ADCs (`adc_bits` over ± the column's full sca
 channel's tiles are summed digitally. One extra step flushes the last output.
 A tile is read in slot form (`slot_form`, `tile_step`): only the cells a mapped tile can hold, which gives the
 dense tile product's currents with a fraction of the work. On GPUs the whole recurrence of a layer is one Triton
-kernel (`tile_kernel.scan`); elsewhere `tile_step` runs step by step.
+kernel (`tile_kernel.scan`, also differentiable); elsewhere `tile_step` runs step by step.
 
 Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
     programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0
@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import DeviceConfig
 from pipeline.analog.mapping import TileProgram
-from pipeline.analog.tile_read import read_layer, slot_form, with_layers
+from pipeline.analog.tile_read import reader, slot_form, with_layers
 from pipeline.model import S4DClassifier
 
 
@@ -53,12 +53,8 @@ class CrossbarSSM(nn.Module):
         w, cells = self._slots("w"), self._slots("cells")
         u = u.reshape(w["input"].shape[0], -1, *u.shape[1:])  # (C, B, H, L)
         read_std = self.read_std if self.read_noise else None
-        if u.is_cuda:
-            from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
-            read = scan
-        else:
-            read = read_layer
-        y = read(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits, self.residual)
+        y = reader(u)(u, w, cells, read_std, self.row_scale, self.col_scale, self.dac_bits, self.adc_bits,
+                      self.residual)
         return y.reshape(-1, *y.shape[2:])
 
 

@@ -94,7 +94,8 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
           var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip,
           dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr):
-    """One read of a tile: `tile_read.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y)."""
+    """One read of a tile: `tile_read.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y) and the
+    column currents before the ADCs (x_re, x_im, y)."""
     unit = 1.0 / (DAC + (DAC == 0))  # the DACs' step: inputs in [−1, 1]
     v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
     v_prev = _convert(u_prev, dac_prev, unit, DAC)
@@ -113,18 +114,38 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
     new_re, new_im = _convert(out_re, adc_re, step_re, ADC), _convert(out_im, adc_im, step_im, ADC)
     if RESIDUAL:
         new_re, new_im = new_re + x_re, new_im + x_im
-    return new_re, new_im, _convert(out_y, adc_y, step_y, ADC)
+    return new_re, new_im, _convert(out_y, adc_y, step_y, ADC), out_re, out_im, out_y
 
 
 @triton.jit
-def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
+def _inside(x, gain, LEVELS: tl.constexpr):
+    """1 where a converter passes gradient (|round(x·gain)| ≤ LEVELS: inside its full scale), else 0."""
+    if LEVELS > 0:
+        return (tl.abs(_rint(x * gain)) <= LEVELS).to(x.dtype)
+    return x * 0 + 1
+
+
+@triton.jit
+def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live,
+          ADC: tl.constexpr):
+    """Keep what the backward pass needs of one step: the new state and where each ADC passed gradient."""
+    tl.store(x_at, x_re, mask=live2)
+    tl.store(x_at + 1, x_im, mask=live2)
+    inside = _inside(out_re, adc_re, ADC) + 2 * _inside(out_im, adc_im, ADC)
+    tl.store(inside_at, inside.to(tl.int8), mask=live2)
+    tl.store(inside_y_at, _inside(out_y, adc_y, ADC).to(tl.int8), mask=live)
+
+
+@triton.jit
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, seed, steps, B, C, H, T, t, MP,
           SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
-          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr):
+          DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr, SAVE: tl.constexpr):
     """Tile index t of every channel: u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B)
     per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W slots are run; tile
     fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉). Two steps per iteration, so that one Box–Muller pair serves both
     steps' y columns. Every state column (slots, then y) of every sequence has its own noise stream, numbered as
-    if all MP slots ran."""
+    if all MP slots ran. With SAVE, each step's state goes to x (steps, C·H, B, W, 2) and where its ADCs passed
+    gradient to inside (steps, C·H, B, W; 1 re, 2 im) and inside_y (steps, C·H, B), for `_scan_grad`."""
     ch = tl.program_id(0)  # chip·H + channel
     tile = ch * T + t
     b = tl.program_id(1) * BB + tl.arange(0, BB)
@@ -151,6 +172,9 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
     u_prev = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
+    kept = ch.to(tl.int64) * B * W + b[:, None] * W + j[None, :]  # (c·h, b, slot) in (C·H, B, W)
+    x_at, inside_at, inside_y_at = x_ptr + 2 * kept, inside_ptr + kept, inside_y_ptr + ch * B + b
+    live2 = live[:, None] & (j[None, :] < W)
     if NOISE:
         sx, sy, sz, sw, sv, sd = _seeded(seed, (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :])
         yx, yy, yz, yw, yv, yd = _seeded(seed, tile.to(tl.int64) * B + b + C * H * T * B * MP)
@@ -161,23 +185,111 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, seed, steps, B, C, H, T, t, MP,
             sx, sy, sz, sw, sv, sd, n_re_next, n_im_next = _normals(sx, sy, sz, sw, sv, sd)
             yx, yy, yz, yw, yv, yd, n_y, n_y_next = _normals(yx, yy, yz, yw, yv, yd)
         u_t = tl.load(u_at, mask=live, other=0.0)
-        x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
-                              w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
-                              var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
-                              var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
-                              adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
+        x_re, x_im, y, out_re, out_im, out_y = _step(
+            u_t, u_prev, x_re, x_im, n_re, n_im, n_y, w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
+            var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im, var_skip, dac_re,
+            dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
         tl.store(y_at, y, mask=live)
+        if SAVE:
+            _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live,
+                  ADC)
         u_prev = u_t
         u_t = tl.load(u_at + H * C * B, mask=live, other=0.0)
-        x_re, x_im, y = _step(u_t, u_prev, x_re, x_im, n_re_next, n_im_next, n_y_next,
-                              w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii, w_out_re, w_out_im,
-                              var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
-                              var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip,
-                              adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
+        x_re, x_im, y, out_re, out_im, out_y = _step(
+            u_t, u_prev, x_re, x_im, n_re_next, n_im_next, n_y_next, w_in_re, w_in_im, w_rr, w_ri, w_ir, w_ii,
+            w_out_re, w_out_im, var_re_in, var_re_re, var_re_im, var_im_in, var_im_re, var_im_im, var_y_re, var_y_im,
+            var_skip, dac_re, dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y, DAC, ADC,
+            NOISE, RESIDUAL)
         tl.store(y_at + T * H * C * B, y, mask=live)
+        if SAVE:
+            _save(x_at + 2 * C * H * B * W, inside_at + C * H * B * W, inside_y_at + C * H * B, x_re, x_im, out_re,
+                  out_im, out_y, adc_re, adc_im, adc_y, live2, live, ADC)
+            x_at += 4 * C * H * B * W
+            inside_at += 2 * C * H * B * W
+            inside_y_at += 2 * C * H * B
         u_prev = u_t
         u_at += 2 * H * C * B
         y_at += 2 * T * H * C * B
+
+
+@triton.jit
+def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, slot_ptr, tile_ptr, steps, B, C, H,
+               T, t, MP, SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr, DAC: tl.constexpr,
+               RESIDUAL: tl.constexpr):
+    """Back-propagation through time of `_scan` (SAVE) for tile index t, from the last step to the first: gy
+    (steps, T, H, C, B) the gradient of its y; adds the inputs' gradient to gu (steps, H, C, B) and writes the
+    weights' gradient, summed over the block's sequences, to gw (C·H, ⌈B/BB⌉, 9, W): the 8 slot weights, then the
+    skip weight in slot 0. Converters pass gradient straight through where the forward pass was inside their full
+    scale (DACs recomputed from the kept states, ADCs as kept); read noise carries none."""
+    ch = tl.program_id(0)
+    tile = ch * T + t
+    b = tl.program_id(1) * BB + tl.arange(0, BB)
+    live = b < B
+    j = tl.arange(0, W)
+    live2 = live[:, None] & (j[None, :] < W)
+    slots = slot_ptr + (tile * MP + j) * SF
+    tiles = tile_ptr + tile * TF
+    w_in_re, w_in_im = tl.load(slots + 0)[None], tl.load(slots + 1)[None]
+    w_rr, w_ri = tl.load(slots + 2)[None], tl.load(slots + 3)[None]
+    w_ir, w_ii = tl.load(slots + 4)[None], tl.load(slots + 5)[None]
+    w_out_re, w_out_im = tl.load(slots + 6)[None], tl.load(slots + 7)[None]
+    dac_re, dac_im = tl.load(slots + 16)[None], tl.load(slots + 17)[None]
+    dac_u, dac_prev, skip = tl.load(tiles + 0), tl.load(tiles + 1), tl.load(tiles + 2)
+    unit = 1.0 / (DAC + (DAC == 0))
+
+    zeros2 = tl.zeros([BB, W], dtype=u_ptr.dtype.element_ty)
+    g_re, g_im, g_next = zeros2, zeros2, tl.zeros([BB], dtype=u_ptr.dtype.element_ty)  # ∂ of x_s, of u_s via s+1
+    a_in_re, a_in_im, a_rr, a_ri, a_ir, a_ii, a_out_re, a_out_im = (zeros2, zeros2, zeros2, zeros2, zeros2, zeros2,
+                                                                      zeros2, zeros2)
+    a_skip = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
+    where = ((ch % H) * C + ch // H) * B + b
+    kept = ch.to(tl.int64) * B * W + b[:, None] * W + j[None, :]
+    for i in range(0, steps):
+        s = steps - 1 - i
+        u_t = tl.load(u_ptr + s * H * C * B + where, mask=live, other=0.0)
+        started = live & (b * 0 + s > 0)  # u_{−1} and x_{−1} are 0
+        u_prev = tl.load(u_ptr + (s - 1) * H * C * B + where, mask=started, other=0.0)
+        before = x_ptr + 2 * ((s - 1) * C * H * B * W + kept)
+        x_re = tl.load(before, mask=started[:, None] & live2, other=0.0)
+        x_im = tl.load(before + 1, mask=started[:, None] & live2, other=0.0)
+        inside = tl.load(inside_ptr + s * C * H * B * W + kept, mask=live2, other=0)
+        inside_y = tl.load(inside_y_ptr + s * C * H * B + ch * B + b, mask=live, other=0)
+        gy = tl.load(gy_ptr + (s * T + t) * H * C * B + where, mask=live, other=0.0) * inside_y.to(x_re.dtype)
+        g_out_re = g_re * (inside & 1).to(x_re.dtype)
+        g_out_im = g_im * (inside >> 1).to(x_re.dtype)
+        v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
+        v_prev = _convert(u_prev, dac_prev, unit, DAC)
+        v_re, v_im = _convert(x_re, dac_re, unit, DAC), _convert(x_im, dac_im, unit, DAC)
+        a_in_re += g_out_re * v_u
+        a_in_im += g_out_im * v_u
+        a_rr += g_out_re * v_re
+        a_ri += g_out_im * v_re
+        a_ir += g_out_re * v_im
+        a_ii += g_out_im * v_im
+        a_out_re += gy[:, None] * v_re
+        a_out_im += gy[:, None] * v_im
+        a_skip += gy * v_prev
+        g_v_re = g_out_re * w_rr + g_out_im * w_ri + gy[:, None] * w_out_re
+        g_v_im = g_out_re * w_ir + g_out_im * w_ii + gy[:, None] * w_out_im
+        g_u = tl.sum(g_out_re * w_in_re + g_out_im * w_in_im, axis=1) * dac_u * unit * _inside(u_t, dac_u, DAC)
+        gu_at = gu_ptr + s * H * C * B + where
+        tl.store(gu_at, tl.load(gu_at, mask=live, other=0.0) + g_u + g_next, mask=live)
+        g_next = gy * skip * dac_prev * unit * _inside(u_prev, dac_prev, DAC)
+        carry_re = g_v_re * dac_re * unit * _inside(x_re, dac_re, DAC)
+        carry_im = g_v_im * dac_im * unit * _inside(x_im, dac_im, DAC)
+        if RESIDUAL:
+            carry_re, carry_im = carry_re + g_re, carry_im + g_im
+        g_re, g_im = carry_re, carry_im
+    out = gw_ptr + ((ch * tl.num_programs(1) + tl.program_id(1)) * 9) * W + j
+    tl.store(out + 0 * W, tl.sum(a_in_re, axis=0))
+    tl.store(out + 1 * W, tl.sum(a_in_im, axis=0))
+    tl.store(out + 2 * W, tl.sum(a_rr, axis=0))
+    tl.store(out + 3 * W, tl.sum(a_ri, axis=0))
+    tl.store(out + 4 * W, tl.sum(a_ir, axis=0))
+    tl.store(out + 5 * W, tl.sum(a_ii, axis=0))
+    tl.store(out + 6 * W, tl.sum(a_out_re, axis=0))
+    tl.store(out + 7 * W, tl.sum(a_out_im, axis=0))
+    tl.store(out + 8 * W, tl.where(j == 0, tl.sum(a_skip, axis=0), 0.0))
 
 
 def _levels(bits: int | None) -> int:
@@ -227,24 +339,68 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
     return [max(2, triton.next_power_of_2(n)) for n in used]
 
 
+class _Scan(torch.autograd.Function):
+    """Every tile index's `_scan` on the padded inputs (steps, H, C, B) → y (steps, T, H, C, B); with gradients
+    (`_scan_grad`) for the inputs, the slot weights and the skip weights when any of them needs one."""
+
+    @staticmethod
+    def forward(ctx, inputs, slots, tiles, seed, dac, adc, noise, residual, block, warps):
+        steps, H, C, B = inputs.shape
+        T, MP = slots.shape[2:4]
+        save = any(ctx.needs_input_grad[:3])
+        outputs = inputs.new_empty(steps, T, H, C, B)
+        ctx.widths, ctx.kept = slot_widths(slots), []
+        for t, width in enumerate(ctx.widths):
+            kept = (inputs.new_empty(steps, C * H, B, width, 2),
+                    inputs.new_empty(steps, C * H, B, width, dtype=torch.int8),
+                    inputs.new_empty(steps, C * H, B, dtype=torch.int8)) if save else (inputs,) * 3
+            _scan[(C * H, triton.cdiv(B, block))](
+                inputs, outputs, slots, tiles, *kept, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS,
+                TF=TILE_FIELDS, W=width, BB=block, DAC=dac, ADC=adc, NOISE=noise, RESIDUAL=residual, SAVE=save,
+                num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
+            if save:
+                ctx.kept.append(kept)
+        if save:
+            ctx.save_for_backward(inputs, slots, tiles)
+            ctx.settings = dac, residual, block, warps
+        return outputs
+
+    @staticmethod
+    def backward(ctx, g_outputs):
+        inputs, slots, tiles = ctx.saved_tensors
+        dac, residual, block, warps = ctx.settings
+        steps, H, C, B = inputs.shape
+        T, MP = slots.shape[2:4]
+        g_outputs, g_inputs = g_outputs.contiguous(), torch.zeros_like(inputs)
+        g_slots, g_tiles = torch.zeros_like(slots), torch.zeros_like(tiles)
+        blocks = triton.cdiv(B, block)
+        for t, (width, kept) in enumerate(zip(ctx.widths, ctx.kept)):
+            g_weights = inputs.new_empty(C * H, blocks, 9, width)
+            _scan_grad[(C * H, blocks)](
+                inputs, g_outputs, g_inputs, *kept, g_weights, slots, tiles, steps, B, C, H, T, t, MP,
+                SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width, BB=block, DAC=dac, RESIDUAL=residual,
+                num_warps=min(warps, max(1, block * width // 32)))
+            g_weights = g_weights.sum(1).view(C, H, 9, width)
+            g_slots[:, :, t, :width, :8] = g_weights[:, :, :8].transpose(-1, -2)
+            g_tiles[:, :, t, 2] = g_weights[:, :, 8, 0]
+        ctx.kept = []
+        return g_inputs, g_slots, g_tiles, *(None,) * 7
+
+
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
          adc_bits: int | None, residual: bool = False, block: int = 16, warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `tile_read.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
-    sMNIST model (benchmarks/simulator_speed.py)."""
+    sMNIST model (benchmarks/simulator_speed.py). Differentiable in u and the weights w (hardware-in-the-loop
+    training): back-propagation through time in one kernel per tile index, from each step's kept state and ADC
+    ranges, with `tile_read.convert`'s straight-through converters; the read noise's spread carries no gradient."""
     C, B, H, L = u.shape
     slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
-    inputs = u.new_zeros(steps, H, C, B)
-    inputs[:L] = u.permute(3, 2, 0, 1)
-    T, MP = slots.shape[2:4]
-    outputs = u.new_empty(steps, T, H, C, B)
+    inputs = torch.nn.functional.pad(u.permute(3, 2, 0, 1), (0, 0, 0, 0, 0, 0, 0, steps - L)).contiguous()
     seed = int(torch.randint(2 ** 31 - 1, ()))
-    for t, width in enumerate(slot_widths(slots)):
-        _scan[(C * H, triton.cdiv(B, block))](
-            inputs, outputs, slots, tiles, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width,
-            BB=block, DAC=_levels(dac_bits), ADC=_levels(adc_bits), NOISE=read_std is not None, RESIDUAL=residual,
-            num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
+    outputs = _Scan.apply(inputs, slots, tiles, seed, _levels(dac_bits), _levels(adc_bits), read_std is not None,
+                          residual, block, warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally

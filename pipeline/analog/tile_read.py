@@ -61,6 +61,15 @@ def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | N
         residual=residual))
 
 
+def reader(u: torch.Tensor):
+    """`read_layer`'s arithmetic for u's device: one Triton kernel per tile index on GPUs (tile_kernel.scan, with
+    its own backward pass), the step loop elsewhere."""
+    if u.is_cuda:
+        from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
+        return scan
+    return read_layer
+
+
 def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
     """The cells a tile can hold (see mapping.py), from dense (…, R, K) tiles into per-slot tensors: `input`
     (…, m, 2) row u_t → columns x_j; `block` (…, m, 2, 2) rows x_j → columns x_j; `out` (…, m, 2) rows x_j → y;
