@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--device", default="rram", help="qat.chip_device")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
+    parser.add_argument("--profile", type=Path, help="also write the profiler's table of one training step here")
     parser.add_argument("--out", type=Path, default=Path("in_the_loop_speed.json"))
     args = parser.parse_args()
 
@@ -44,18 +45,24 @@ def main() -> None:
     calibrate_tiles(model.eval(), [x])
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    seconds = []
-    for step in range(2 + args.steps):
-        if on == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def train_step():
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(x, "chip"), y).backward()
         optimizer.step()
         if on == "cuda":
             torch.cuda.synchronize()
+
+    seconds = []
+    for step in range(2 + args.steps):
+        start = time.perf_counter()
+        train_step()
         if step >= 2:
             seconds.append(time.perf_counter() - start)
+    if args.profile:
+        with torch.profiler.profile() as profiler:
+            train_step()
+        args.profile.write_text(profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20))
     median = sorted(seconds)[len(seconds) // 2]
     result = {"preset": args.preset, "model": config.model.model_dump(), "length": args.length, "batch_size": batch,
               "chip": in_the_loop(config, config.qat).stored(), "device": device_name(), "torch": torch.__version__,

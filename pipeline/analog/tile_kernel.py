@@ -3,8 +3,8 @@ with the state in registers.
 
 One program holds one tile (its live slots) of one chip's channel for a block of sequences and steps through time;
 each step reads u_t from global memory and writes the tile's y_{t−1}; the tiles of a channel are added after. Each
-tile index is its own launch, as wide as its fullest tile (a power of 2): a channel of 32 modes on 64×64 tiles
-fills tiles of 15, 15 and 2 modes, which would otherwise all run 16 slots wide.
+tile index runs as wide as its fullest tile (a power of 2), and tile indices of one width share a launch: a channel of
+32 modes on 64×64 tiles fills tiles of 15, 15 and 2 modes, which run as one launch 16 slots wide and one 2 wide.
 The arithmetic is `tile_step`'s: DAC, the three weights into each state column and the two into y, read noise
 std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round), with converters that multiply by
 precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
@@ -12,6 +12,9 @@ converter's rounding boundary). Read noise: each column's normals come from its 
 "Xorshift RNGs", J. Stat. Softw. 2003; cuRAND's default generator), seeded by Philox and kept in registers, through
 Box–Muller on 24-bit uniforms with the GPU's approximate log, sin and cos; it has the eager loop's distribution,
 not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+For training (hardware in the loop) the forward pass keeps each step's state and where each ADC stayed inside its
+full scale, and `_scan_grad` runs back-propagation through time on the same grid, from the last step to the first:
+converters straight-through where they did not clip, the weights' gradients summed in registers over time.
 """
 from __future__ import annotations
 
@@ -137,16 +140,20 @@ def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_r
 
 
 @triton.jit
-def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, seed, steps, B, C, H, T, t, MP,
+def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, seed, steps, B, C, H, T, t0, MP,
           SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr, SAVE: tl.constexpr):
-    """Tile index t of every channel: u: (steps, H, C, B), steps even, its last steps zeros; y: (steps, T, H, C, B)
-    per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W slots are run; tile
-    fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉). Two steps per iteration, so that one Box–Muller pair serves both
-    steps' y columns. Every state column (slots, then y) of every sequence has its own noise stream, numbered as
-    if all MP slots ran. With SAVE, each step's state goes to x (steps, C·H, B, W, 2) and where its ADCs passed
-    gradient to inside (steps, C·H, B, W; 1 re, 2 im) and inside_y (steps, C·H, B), for `_scan_grad`."""
+    """Tile indices t0 … t0 + NT − 1 of every channel: u: (steps, H, C, B), steps even, its last steps zeros;
+    y: (steps, T, H, C, B) per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W
+    slots are run; tile fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉, NT). Two steps per iteration, so that one
+    Box–Muller pair serves both steps' y columns. Every state column (slots, then y) of every sequence has its own
+    noise stream, numbered as if all MP slots ran. With SAVE, each step's state goes to x (steps, NT·C·H, B, W, 2)
+    and where its ADCs passed gradient to inside (steps, NT·C·H, B, W; 1 re, 2 im) and inside_y (steps, NT·C·H,
+    B), for `_scan_grad`."""
     ch = tl.program_id(0)  # chip·H + channel
+    t = t0 + tl.program_id(2)
+    row = tl.program_id(2) * C * H + ch  # of the kept tensors
+    NT = tl.num_programs(2)
     tile = ch * T + t
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     live = b < B
@@ -172,8 +179,8 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
     u_prev = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
     where = ((ch % H) * C + ch // H) * B + b  # (h, c, b) in (H, C, B)
     u_at, y_at = u_ptr + where, y_ptr + t * H * C * B + where
-    kept = ch.to(tl.int64) * B * W + b[:, None] * W + j[None, :]  # (c·h, b, slot) in (C·H, B, W)
-    x_at, inside_at, inside_y_at = x_ptr + 2 * kept, inside_ptr + kept, inside_y_ptr + ch * B + b
+    kept = row.to(tl.int64) * B * W + b[:, None] * W + j[None, :]  # (t·c·h, b, slot) in (NT·C·H, B, W)
+    x_at, inside_at, inside_y_at = x_ptr + 2 * kept, inside_ptr + kept, inside_y_ptr + row.to(tl.int64) * B + b
     live2 = live[:, None] & (j[None, :] < W)
     if NOISE:
         sx, sy, sz, sw, sv, sd = _seeded(seed, (tile.to(tl.int64) * B + b[:, None]) * MP + j[None, :])
@@ -202,11 +209,11 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
             NOISE, RESIDUAL)
         tl.store(y_at + T * H * C * B, y, mask=live)
         if SAVE:
-            _save(x_at + 2 * C * H * B * W, inside_at + C * H * B * W, inside_y_at + C * H * B, x_re, x_im, out_re,
-                  out_im, out_y, adc_re, adc_im, adc_y, live2, live, ADC)
-            x_at += 4 * C * H * B * W
-            inside_at += 2 * C * H * B * W
-            inside_y_at += 2 * C * H * B
+            _save(x_at + 2 * NT * C * H * B * W, inside_at + NT * C * H * B * W, inside_y_at + NT * C * H * B, x_re,
+                  x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live, ADC)
+            x_at += 4 * NT * C * H * B * W
+            inside_at += 2 * NT * C * H * B * W
+            inside_y_at += 2 * NT * C * H * B
         u_prev = u_t
         u_at += 2 * H * C * B
         y_at += 2 * T * H * C * B
@@ -214,14 +221,17 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
 
 @triton.jit
 def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, slot_ptr, tile_ptr, steps, B, C, H,
-               T, t, MP, SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr, DAC: tl.constexpr,
+               T, t0, MP, SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr, DAC: tl.constexpr,
                RESIDUAL: tl.constexpr):
-    """Back-propagation through time of `_scan` (SAVE) for tile index t, from the last step to the first: gy
-    (steps, T, H, C, B) the gradient of its y; adds the inputs' gradient to gu (steps, H, C, B) and writes the
-    weights' gradient, summed over the block's sequences, to gw (C·H, ⌈B/BB⌉, 9, W): the 8 slot weights, then the
-    skip weight in slot 0. Converters pass gradient straight through where the forward pass was inside their full
+    """Back-propagation through time of `_scan` (SAVE, same grid) from the last step to the first: gy
+    (steps, T, H, C, B) the gradient of its y; writes each tile's gradient of the inputs to gu (T, steps, H, C, B)
+    and of its weights, summed over the block's sequences, to gw (NT, C·H, ⌈B/BB⌉, 9, W): the 8 slot weights, then
+    the skip weight in slot 0. Converters pass gradient straight through where the forward pass was inside their full
     scale (DACs recomputed from the kept states, ADCs as kept); read noise carries none."""
     ch = tl.program_id(0)
+    t = t0 + tl.program_id(2)
+    row = tl.program_id(2) * C * H + ch
+    NT = tl.num_programs(2)
     tile = ch * T + t
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     live = b < B
@@ -243,17 +253,18 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
                                                                       zeros2, zeros2)
     a_skip = tl.zeros([BB], dtype=u_ptr.dtype.element_ty)
     where = ((ch % H) * C + ch // H) * B + b
-    kept = ch.to(tl.int64) * B * W + b[:, None] * W + j[None, :]
+    kept = row.to(tl.int64) * B * W + b[:, None] * W + j[None, :]
+    gu_at = gu_ptr + t.to(tl.int64) * steps * H * C * B + where
     for i in range(0, steps):
         s = steps - 1 - i
         u_t = tl.load(u_ptr + s * H * C * B + where, mask=live, other=0.0)
         started = live & (b * 0 + s > 0)  # u_{−1} and x_{−1} are 0
         u_prev = tl.load(u_ptr + (s - 1) * H * C * B + where, mask=started, other=0.0)
-        before = x_ptr + 2 * ((s - 1) * C * H * B * W + kept)
+        before = x_ptr + 2 * ((s - 1) * NT * C * H * B * W + kept)
         x_re = tl.load(before, mask=started[:, None] & live2, other=0.0)
         x_im = tl.load(before + 1, mask=started[:, None] & live2, other=0.0)
-        inside = tl.load(inside_ptr + s * C * H * B * W + kept, mask=live2, other=0)
-        inside_y = tl.load(inside_y_ptr + s * C * H * B + ch * B + b, mask=live, other=0)
+        inside = tl.load(inside_ptr + s * NT * C * H * B * W + kept, mask=live2, other=0)
+        inside_y = tl.load(inside_y_ptr + (s * NT * C * H + row) * B + b, mask=live, other=0)
         gy = tl.load(gy_ptr + (s * T + t) * H * C * B + where, mask=live, other=0.0) * inside_y.to(x_re.dtype)
         g_out_re = g_re * (inside & 1).to(x_re.dtype)
         g_out_im = g_im * (inside >> 1).to(x_re.dtype)
@@ -272,15 +283,14 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
         g_v_re = g_out_re * w_rr + g_out_im * w_ri + gy[:, None] * w_out_re
         g_v_im = g_out_re * w_ir + g_out_im * w_ii + gy[:, None] * w_out_im
         g_u = tl.sum(g_out_re * w_in_re + g_out_im * w_in_im, axis=1) * dac_u * unit * _inside(u_t, dac_u, DAC)
-        gu_at = gu_ptr + s * H * C * B + where
-        tl.store(gu_at, tl.load(gu_at, mask=live, other=0.0) + g_u + g_next, mask=live)
+        tl.store(gu_at + s * H * C * B, g_u + g_next, mask=live)
         g_next = gy * skip * dac_prev * unit * _inside(u_prev, dac_prev, DAC)
         carry_re = g_v_re * dac_re * unit * _inside(x_re, dac_re, DAC)
         carry_im = g_v_im * dac_im * unit * _inside(x_im, dac_im, DAC)
         if RESIDUAL:
             carry_re, carry_im = carry_re + g_re, carry_im + g_im
         g_re, g_im = carry_re, carry_im
-    out = gw_ptr + ((ch * tl.num_programs(1) + tl.program_id(1)) * 9) * W + j
+    out = gw_ptr + ((row * tl.num_programs(1) + tl.program_id(1)) * 9) * W + j
     tl.store(out + 0 * W, tl.sum(a_in_re, axis=0))
     tl.store(out + 1 * W, tl.sum(a_in_im, axis=0))
     tl.store(out + 2 * W, tl.sum(a_rr, axis=0))
@@ -339,8 +349,19 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
     return [max(2, triton.next_power_of_2(n)) for n in used]
 
 
+def launches(widths: list[int]) -> list[tuple[int, int, int]]:
+    """(first tile index, count, width) per kernel launch: consecutive tile indices of one width share a launch."""
+    groups = []
+    for t, width in enumerate(widths):
+        if groups and groups[-1][2] == width:
+            groups[-1] = (groups[-1][0], groups[-1][1] + 1, width)
+        else:
+            groups.append((t, 1, width))
+    return groups
+
+
 class _Scan(torch.autograd.Function):
-    """Every tile index's `_scan` on the padded inputs (steps, H, C, B) → y (steps, T, H, C, B); with gradients
+    """All tile indices' `_scan` on the padded inputs (steps, H, C, B) → y (steps, T, H, C, B); with gradients
     (`_scan_grad`) for the inputs, the slot weights and the skip weights when any of them needs one."""
 
     @staticmethod
@@ -349,17 +370,17 @@ class _Scan(torch.autograd.Function):
         T, MP = slots.shape[2:4]
         save = any(ctx.needs_input_grad[:3])
         outputs = inputs.new_empty(steps, T, H, C, B)
-        ctx.widths, ctx.kept = slot_widths(slots), []
-        for t, width in enumerate(ctx.widths):
-            kept = (inputs.new_empty(steps, C * H, B, width, 2),
-                    inputs.new_empty(steps, C * H, B, width, dtype=torch.int8),
-                    inputs.new_empty(steps, C * H, B, dtype=torch.int8)) if save else (inputs,) * 3
-            _scan[(C * H, triton.cdiv(B, block))](
-                inputs, outputs, slots, tiles, *kept, seed, steps, B, C, H, T, t, MP, SF=SLOT_FIELDS,
+        ctx.launches, ctx.kept = launches(slot_widths(slots)), []
+        for t0, count, width in ctx.launches:
+            rows = count * C * H
+            kept = (inputs.new_empty(steps, rows, B, width, 2),
+                    inputs.new_empty(steps, rows, B, width, dtype=torch.int8),
+                    inputs.new_empty(steps, rows, B, dtype=torch.int8)) if save else (inputs,) * 3
+            _scan[(C * H, triton.cdiv(B, block), count)](
+                inputs, outputs, slots, tiles, *kept, seed, steps, B, C, H, T, t0, MP, SF=SLOT_FIELDS,
                 TF=TILE_FIELDS, W=width, BB=block, DAC=dac, ADC=adc, NOISE=noise, RESIDUAL=residual, SAVE=save,
                 num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
-            if save:
-                ctx.kept.append(kept)
+            ctx.kept.append(kept if save else None)
         if save:
             ctx.save_for_backward(inputs, slots, tiles)
             ctx.settings = dac, residual, block, warps
@@ -371,20 +392,20 @@ class _Scan(torch.autograd.Function):
         dac, residual, block, warps = ctx.settings
         steps, H, C, B = inputs.shape
         T, MP = slots.shape[2:4]
-        g_outputs, g_inputs = g_outputs.contiguous(), torch.zeros_like(inputs)
+        g_outputs, g_inputs = g_outputs.contiguous(), inputs.new_empty(T, *inputs.shape)
         g_slots, g_tiles = torch.zeros_like(slots), torch.zeros_like(tiles)
         blocks = triton.cdiv(B, block)
-        for t, (width, kept) in enumerate(zip(ctx.widths, ctx.kept)):
-            g_weights = inputs.new_empty(C * H, blocks, 9, width)
-            _scan_grad[(C * H, blocks)](
-                inputs, g_outputs, g_inputs, *kept, g_weights, slots, tiles, steps, B, C, H, T, t, MP,
+        for (t0, count, width), kept in zip(ctx.launches, ctx.kept):
+            g_weights = inputs.new_empty(count, C * H, blocks, 9, width)
+            _scan_grad[(C * H, blocks, count)](
+                inputs, g_outputs, g_inputs, *kept, g_weights, slots, tiles, steps, B, C, H, T, t0, MP,
                 SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width, BB=block, DAC=dac, RESIDUAL=residual,
                 num_warps=min(warps, max(1, block * width // 32)))
-            g_weights = g_weights.sum(1).view(C, H, 9, width)
-            g_slots[:, :, t, :width, :8] = g_weights[:, :, :8].transpose(-1, -2)
-            g_tiles[:, :, t, 2] = g_weights[:, :, 8, 0]
+            g_weights = g_weights.sum(2).view(count, C, H, 9, width).movedim(0, 2)  # (C, H, count, 9, width)
+            g_slots[:, :, t0:t0 + count, :width, :8] = g_weights[..., :8, :].transpose(-1, -2)
+            g_tiles[:, :, t0:t0 + count, 2] = g_weights[..., 8, 0]
         ctx.kept = []
-        return g_inputs, g_slots, g_tiles, *(None,) * 7
+        return g_inputs.sum(0), g_slots, g_tiles, *(None,) * 7
 
 
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
