@@ -114,3 +114,21 @@ def test_chip_device_is_a_known_device_with_its_overrides():
     config = parse({**TINY, "qat": {"target": "chip", "chip_device": "rram"},
                     "evaluate": {"devices": ["rram"], "device_overrides": {"rram": {"read_noise": 0.03}}}})
     assert config.chip_device().read_noise == 0.03 and config.chip_device().g_max == PRESETS["rram"].g_max
+
+
+def test_chip_training_skips_a_step_with_an_overflowing_gradient():
+    def module(chip):
+        return ClassifierModule(3, 5, {"d_model": 4, "d_state": 4, "n_layers": 1}, {"lr": 0.01},
+                                quant={"target": "deploy", "bits": {"all": 6}} if chip else None,
+                                chip=ChipInTheLoop(PRESETS["rram"].model_dump()) if chip else None)
+
+    for chip in (True, False):
+        trained = module(chip)
+        optimizer = torch.optim.AdamW(trained.parameters())
+        for p in trained.parameters():
+            p.grad = torch.ones_like(p)
+        trained.on_before_optimizer_step(optimizer)
+        assert all(p.grad is not None for p in trained.parameters()) and trained.skipped_steps == 0
+        next(trained.parameters()).grad[0] = float("inf")
+        trained.on_before_optimizer_step(optimizer)
+        assert all(p.grad is None for p in trained.parameters()) == chip and trained.skipped_steps == int(chip)

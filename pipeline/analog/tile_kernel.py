@@ -256,7 +256,7 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
     kept = row.to(tl.int64) * B * W + b[:, None] * W + j[None, :]
     gu_at = gu_ptr + t.to(tl.int64) * steps * H * C * B + where
     for i in range(0, steps):
-        s = steps - 1 - i
+        s = (steps - 1 - i).to(tl.int64)  # offsets of the kept tensors pass 2^31 at a few hundred sequences
         u_t = tl.load(u_ptr + s * H * C * B + where, mask=live, other=0.0)
         started = live & (b * 0 + s > 0)  # u_{−1} and x_{−1} are 0
         u_prev = tl.load(u_ptr + (s - 1) * H * C * B + where, mask=started, other=0.0)

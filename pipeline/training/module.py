@@ -43,6 +43,7 @@ class ClassifierModule(L.LightningModule):
         super().__init__()
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self._compile = False
+        self.skipped_steps = 0  # chip mode: optimizer steps skipped this epoch (on_before_optimizer_step)
         self.quantization, self.weight_noise = Quantization.of(quant), WeightNoise.of(noise)
         self.chip = ChipInTheLoop.of(chip)
         self.save_hyperparameters({  # stored in checkpoints; a stage's MLflow run has its params already
@@ -123,6 +124,7 @@ class ClassifierModule(L.LightningModule):
         calibrate(self.model, self._calibration_batches(), self.eval_mode)
 
     def on_train_epoch_start(self) -> None:
+        self.skipped_steps = 0
         set_noise(self.model, self.weight_noise.sigma if self.weight_noise is not None else 0.0)
         if tile_layers(self.model):  # ranges follow the weights (building the loader draws from the global RNG)
             calibrate_tiles(self.model, self._calibration_batches())
@@ -138,9 +140,22 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Chip mode skips a step whose gradients are not all finite (before clipping), as loss scaling skips an
+        overflowing step: a drawn chip whose tile puts a mode outside the unit circle can make the gradient
+        through hundreds of steps overflow. Counted per epoch as train/skipped_steps."""
+        if self.train_mode != "chip":
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if batch_idx + 1 == self.trainer.num_training_batches:  # before validation and the epoch-end callbacks
             self._log_epoch("train")
+            if self.train_mode == "chip":
+                self.log("train/skipped_steps", float(self.skipped_steps), on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
