@@ -89,12 +89,13 @@ def test_layer_uses_the_kernel_on_the_gpu_in_single_precision():
     assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
 
 
-@pytest.mark.parametrize("mapping,rows,cols,bits", [("full", 6, 10, 4), ("residual", 6, 10, 4),
-                                                   ("residual", 10, 18, None)])
-def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, bits):
+@pytest.mark.parametrize("mapping,rows,cols,bits,through", [("full", 6, 10, 4, False), ("residual", 6, 10, 4, False),
+                                                           ("residual", 6, 10, 4, True),
+                                                           ("residual", 10, 18, None, False)])
+def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, bits, through):
     """Back-propagation through time in the kernel against autograd through `tile_step`'s loop: the inputs', the
     slot weights' and the skip weights' gradients, with 4-bit converters (some clip: their gradient is cut) and
-    ideal ones, over tiles of several widths."""
+    ideal ones, over tiles of several widths, and with the state's gradient through other block weights."""
     layer = copy.deepcopy(chip_layer(read_noise=0.0, dac=bits, adc=bits, rows=rows, cols=cols, mapping=mapping))
     layer.col_scale /= 3  # ADCs that clip a share of the currents
     u = torch.randn(2 * 5, 4, 9, dtype=torch.float64)
@@ -104,7 +105,8 @@ def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, b
         w = {k: v.detach().clone().to(ON).requires_grad_() for k, v in layer._slots("w").items()}
         x = u.to(ON).view(2, 5, 4, 9).requires_grad_()
         on = copy.deepcopy(layer).to(ON)
-        y = read(x, w, on._slots("cells"), None, on.row_scale, on.col_scale, bits, bits, layer.residual)
+        jacobian = (on.w_block * 0.9).flip(-1) if through else None
+        y = read(x, w, on._slots("cells"), None, on.row_scale, on.col_scale, bits, bits, layer.residual, jacobian)
         (y * probe.to(ON).view_as(y)).sum().backward()
         return y.detach().cpu(), x.grad.cpu(), {k: v.grad.cpu() for k, v in w.items()}
 
@@ -114,7 +116,7 @@ def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, b
     for name in gw_ref:
         assert torch.allclose(gw[name], gw_ref[name], rtol=1e-9, atol=1e-12), name
     if bits:  # the cut gradients matter: ideal converters would give others
-        y_ideal, _, gw_ideal = gradients(lambda *a: read_layer(*a[:6], None, None, a[-1]))
+        y_ideal, _, gw_ideal = gradients(lambda *a: read_layer(*a[:6], None, None, *a[-2:]))
         assert not torch.allclose(gw_ideal["block"], gw["block"], atol=1e-6)
 
 

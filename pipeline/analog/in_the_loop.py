@@ -10,6 +10,12 @@ In execution mode `chip` an S4D layer runs the simulator's arithmetic (simulator
                    gradient where a converter clips), back-propagated through time: on GPUs one Triton kernel
                    per tile index forward and one backward (tile_kernel), elsewhere autograd through the loop.
 
+Back-propagation through time follows the programmed target weights of the state-to-state block, not the drawn
+chip's: a drawn mode just outside the unit circle, driven by inputs below one DAC step, leaves the quantized forward
+pass bounded, but its straight-through gradient grows as |λ|^L (over L = 784 steps a 12-bit RRAM draw gave
+gradients of 10^20–10^36 and NaN). The weights' gradients are the chip's own (the currents of this read); on the
+ideal device the two are the same.
+
 The slot assignment and the converter full scales are buffers, measured (calibration.measure) at the start of
 every training epoch and whenever the layer has none, and stored in checkpoints: the crossbar evaluation reads
 them instead of measuring again, so on the ideal device the simulator gives exactly the model's own outputs.
@@ -107,8 +113,12 @@ class TileArithmetic(nn.Module):
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
+        jacobian = None
+        if self.training:  # back through time along the programmed targets, not the drawn chip's errors
+            target = (programmed.g_plus - programmed.g_minus) * programmed.gain[..., None, :]
+            jacobian = slot_form(target.detach().to(u.dtype))["block"][None, None]
         return reader(u)(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
-                          self.spec.adc_bits, tiles.residual).squeeze(0)
+                         self.spec.adc_bits, tiles.residual, jacobian).squeeze(0)
 
 
 def tile_layers(model: S4DClassifier) -> list[TileArithmetic]:

@@ -134,7 +134,7 @@ def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_r
     """Keep what the backward pass needs of one step: the new state and where each ADC passed gradient."""
     tl.store(x_at, x_re, mask=live2)
     tl.store(x_at + 1, x_im, mask=live2)
-    inside = _inside(out_re, adc_re, ADC) + 2 * _inside(out_im, adc_im, ADC)
+    inside = _inside(out_re, adc_re, ADC) * _inside(out_im, adc_im, ADC)  # a mode's parts pass together
     tl.store(inside_at, inside.to(tl.int8), mask=live2)
     tl.store(inside_y_at, _inside(out_y, adc_y, ADC).to(tl.int8), mask=live)
 
@@ -148,8 +148,8 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
     slots are run; tile fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉, NT). Two steps per iteration, so that one
     Box–Muller pair serves both steps' y columns. Every state column (slots, then y) of every sequence has its own
     noise stream, numbered as if all MP slots ran. With SAVE, each step's state goes to x (steps, NT·C·H, B, W, 2)
-    and where its ADCs passed gradient to inside (steps, NT·C·H, B, W; 1 re, 2 im) and inside_y (steps, NT·C·H,
-    B), for `_scan_grad`."""
+    and where its ADCs passed gradient to inside (steps, NT·C·H, B, W; 1 where both of a mode's ADCs did) and
+    inside_y (steps, NT·C·H, B), for `_scan_grad`."""
     ch = tl.program_id(0)  # chip·H + channel
     t = t0 + tl.program_id(2)
     row = tl.program_id(2) * C * H + ch  # of the kept tensors
@@ -220,14 +220,16 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
 
 
 @triton.jit
-def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, slot_ptr, tile_ptr, steps, B, C, H,
-               T, t0, MP, SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr, DAC: tl.constexpr,
-               RESIDUAL: tl.constexpr):
+def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, slot_ptr, jac_ptr, tile_ptr, steps,
+               B, C, H, T, t0, MP, SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
+               DAC: tl.constexpr, RESIDUAL: tl.constexpr):
     """Back-propagation through time of `_scan` (SAVE, same grid) from the last step to the first: gy
     (steps, T, H, C, B) the gradient of its y; writes each tile's gradient of the inputs to gu (T, steps, H, C, B)
     and of its weights, summed over the block's sequences, to gw (NT, C·H, ⌈B/BB⌉, 9, W): the 8 slot weights, then
-    the skip weight in slot 0. Converters pass gradient straight through where the forward pass was inside their full
-    scale (DACs recomputed from the kept states, ADCs as kept); read noise carries none."""
+    the skip weight in slot 0. The state's gradient flows back through the block weights of jac (fields as the
+    slots'; the slots themselves unless `scan` is given a jacobian). Converters pass gradient straight through
+    where the forward pass was inside their full scale (DACs recomputed from the kept states, ADCs as kept); read
+    noise carries none."""
     ch = tl.program_id(0)
     t = t0 + tl.program_id(2)
     row = tl.program_id(2) * C * H + ch
@@ -240,8 +242,9 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
     slots = slot_ptr + (tile * MP + j) * SF
     tiles = tile_ptr + tile * TF
     w_in_re, w_in_im = tl.load(slots + 0)[None], tl.load(slots + 1)[None]
-    w_rr, w_ri = tl.load(slots + 2)[None], tl.load(slots + 3)[None]
-    w_ir, w_ii = tl.load(slots + 4)[None], tl.load(slots + 5)[None]
+    jac = jac_ptr + (tile * MP + j) * SF
+    w_rr, w_ri = tl.load(jac + 2)[None], tl.load(jac + 3)[None]
+    w_ir, w_ii = tl.load(jac + 4)[None], tl.load(jac + 5)[None]
     w_out_re, w_out_im = tl.load(slots + 6)[None], tl.load(slots + 7)[None]
     dac_re, dac_im = tl.load(slots + 16)[None], tl.load(slots + 17)[None]
     dac_u, dac_prev, skip = tl.load(tiles + 0), tl.load(tiles + 1), tl.load(tiles + 2)
@@ -266,8 +269,8 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
         inside = tl.load(inside_ptr + s * NT * C * H * B * W + kept, mask=live2, other=0)
         inside_y = tl.load(inside_y_ptr + (s * NT * C * H + row) * B + b, mask=live, other=0)
         gy = tl.load(gy_ptr + (s * T + t) * H * C * B + where, mask=live, other=0.0) * inside_y.to(x_re.dtype)
-        g_out_re = g_re * (inside & 1).to(x_re.dtype)
-        g_out_im = g_im * (inside >> 1).to(x_re.dtype)
+        g_out_re = g_re * inside.to(x_re.dtype)
+        g_out_im = g_im * inside.to(x_re.dtype)
         v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
         v_prev = _convert(u_prev, dac_prev, unit, DAC)
         v_re, v_im = _convert(x_re, dac_re, unit, DAC), _convert(x_im, dac_im, unit, DAC)
@@ -285,8 +288,9 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
         g_u = tl.sum(g_out_re * w_in_re + g_out_im * w_in_im, axis=1) * dac_u * unit * _inside(u_t, dac_u, DAC)
         tl.store(gu_at + s * H * C * B, g_u + g_next, mask=live)
         g_next = gy * skip * dac_prev * unit * _inside(u_prev, dac_prev, DAC)
-        carry_re = g_v_re * dac_re * unit * _inside(x_re, dac_re, DAC)
-        carry_im = g_v_im * dac_im * unit * _inside(x_im, dac_im, DAC)
+        inside_x = _inside(x_re, dac_re, DAC) * _inside(x_im, dac_im, DAC)
+        carry_re = g_v_re * dac_re * unit * inside_x
+        carry_im = g_v_im * dac_im * unit * inside_x
         if RESIDUAL:
             carry_re, carry_im = carry_re + g_re, carry_im + g_im
         g_re, g_im = carry_re, carry_im
@@ -365,7 +369,7 @@ class _Scan(torch.autograd.Function):
     (`_scan_grad`) for the inputs, the slot weights and the skip weights when any of them needs one."""
 
     @staticmethod
-    def forward(ctx, inputs, slots, tiles, seed, dac, adc, noise, residual, block, warps):
+    def forward(ctx, inputs, slots, tiles, jacobian, seed, dac, adc, noise, residual, block, warps):
         steps, H, C, B = inputs.shape
         T, MP = slots.shape[2:4]
         save = any(ctx.needs_input_grad[:3])
@@ -382,13 +386,13 @@ class _Scan(torch.autograd.Function):
                 num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
             ctx.kept.append(kept if save else None)
         if save:
-            ctx.save_for_backward(inputs, slots, tiles)
+            ctx.save_for_backward(inputs, slots, tiles, jacobian)
             ctx.settings = dac, residual, block, warps
         return outputs
 
     @staticmethod
     def backward(ctx, g_outputs):
-        inputs, slots, tiles = ctx.saved_tensors
+        inputs, slots, tiles, jacobian = ctx.saved_tensors
         dac, residual, block, warps = ctx.settings
         steps, H, C, B = inputs.shape
         T, MP = slots.shape[2:4]
@@ -398,19 +402,20 @@ class _Scan(torch.autograd.Function):
         for (t0, count, width), kept in zip(ctx.launches, ctx.kept):
             g_weights = inputs.new_empty(count, C * H, blocks, 9, width)
             _scan_grad[(C * H, blocks, count)](
-                inputs, g_outputs, g_inputs, *kept, g_weights, slots, tiles, steps, B, C, H, T, t0, MP,
+                inputs, g_outputs, g_inputs, *kept, g_weights, slots, jacobian, tiles, steps, B, C, H, T, t0, MP,
                 SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width, BB=block, DAC=dac, RESIDUAL=residual,
                 num_warps=min(warps, max(1, block * width // 32)))
             g_weights = g_weights.sum(2).view(count, C, H, 9, width).movedim(0, 2)  # (C, H, count, 9, width)
             g_slots[:, :, t0:t0 + count, :width, :8] = g_weights[..., :8, :].transpose(-1, -2)
             g_tiles[:, :, t0:t0 + count, 2] = g_weights[..., 8, 0]
         ctx.kept = []
-        return g_inputs.sum(0), g_slots, g_tiles, *(None,) * 7
+        return g_inputs.sum(0), g_slots, g_tiles, *(None,) * 8
 
 
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
-         adc_bits: int | None, residual: bool = False, block: int = 16, warps: int = 2) -> torch.Tensor:
+         adc_bits: int | None, residual: bool = False, jacobian: torch.Tensor | None = None, block: int = 16,
+         warps: int = 2) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `tile_read.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
@@ -422,6 +427,10 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
     inputs = torch.nn.functional.pad(u.permute(3, 2, 0, 1), (0, 0, 0, 0, 0, 0, 0, steps - L)).contiguous()
     seed = int(torch.randint(2 ** 31 - 1, ()))
-    outputs = _Scan.apply(inputs, slots, tiles, seed, _levels(dac_bits), _levels(adc_bits), read_std is not None,
-                          residual, block, warps)
+    through = slots.detach()
+    if jacobian is not None:
+        through = through.clone()
+        through[..., :jacobian.shape[-3], 2:6] = jacobian[:, 0].flatten(-2)  # the block fields, as `pack` orders them
+    outputs = _Scan.apply(inputs, slots, tiles, through, seed, _levels(dac_bits), _levels(adc_bits),
+                          read_std is not None, residual, block, warps)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally

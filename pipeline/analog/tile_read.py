@@ -14,28 +14,34 @@ from pipeline.model import S4DClassifier
 
 
 class _Convert(torch.autograd.Function):
-    """The converter's grid forward; straight-through backward inside the full scale, zero where it clips."""
+    """The converter's grid forward; straight-through backward inside the full scale, zero where it clips (with
+    `pairs`, zero for both entries of the last dimension where either clips)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, bits: int, full_scale: torch.Tensor | float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, bits: int, full_scale: torch.Tensor | float, pairs: bool) -> torch.Tensor:
         step = full_scale / 2 ** (bits - 1)
         code = torch.round(x / step)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(code.abs() <= 2 ** (bits - 1))
+            inside = code.abs() <= 2 ** (bits - 1)
+            ctx.save_for_backward(inside.all(-1, keepdim=True) if pairs else inside)
         return torch.clamp(code, -2 ** (bits - 1), 2 ** (bits - 1)) * step
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         inside, = ctx.saved_tensors
-        return g * inside, None, None
+        return g * inside, None, None, None
 
 
-def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float) -> torch.Tensor:
+def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float, pairs: bool = False
+            ) -> torch.Tensor:
     """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity).
-    Gradients pass straight through where the input is inside the full scale (hardware-in-the-loop training)."""
+    Gradients pass straight through where the input is inside the full scale (hardware-in-the-loop training).
+    `pairs`: the last dimension holds a mode's (Re, Im), whose gradient passes only where both are inside: a
+    converter that cut one part would turn the mode's rotation into a shear, and alternating shears over hundreds
+    of steps make the gradient grow without bound, while an intact rotation with |Ā| ≤ 1 cannot."""
     if bits is None:
         return x
-    return _Convert.apply(x, bits, full_scale)
+    return _Convert.apply(x, bits, full_scale, pairs)
 
 
 def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
@@ -53,12 +59,13 @@ def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
 
 
 def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | None, rows: torch.Tensor,
-               cols: torch.Tensor, dac_bits: int | None, adc_bits: int | None, residual: bool) -> torch.Tensor:
+               cols: torch.Tensor, dac_bits: int | None, adc_bits: int | None, residual: bool,
+               jacobian: torch.Tensor | None = None) -> torch.Tensor:
     """y (C, B, H, L) of u (C, B, H, L): the tiles in slot form (`tile_step`'s arguments) read step by step."""
     tiles, slots = w["input"].shape[-3:-1]
     return run_steps(u, tiles, slots, functools.partial(
         tile_step, w=w, cells=cells, read_std=read_std, rows=rows, cols=cols, dac_bits=dac_bits, adc_bits=adc_bits,
-        residual=residual))
+        residual=residual, jacobian=jacobian))
 
 
 def reader(u: torch.Tensor):
@@ -83,19 +90,26 @@ def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | None, adc_bits: int | None,
-              residual: bool = False):
+              residual: bool = False, jacobian: torch.Tensor | None = None):
     """One read of every tile in slot form: the same currents as the dense tile product, without its empty cells.
     With `residual` the state columns read an increment, and the state is added back digitally.
 
     x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
     weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T); read_std (C, 1, H, T, K) or None; rows
-    (H, T, R) and cols (H, T, K) the converters' full scales. Returns (next state, y_{t−1} per tile (C, B, H, T))."""
+    (H, T, R) and cols (H, T, K) the converters' full scales. Returns (next state, y_{t−1} per tile (C, B, H, T)).
+    `jacobian` (like w["block"], no gradient): the state-to-state weights the gradient flows back through, in
+    place of w["block"] (same values forward; the weights' own gradients unchanged): see `TileArithmetic`."""
     m = x.shape[-2]
     v_u = convert(u_t[..., None] / rows[..., 0], dac_bits, 1.0)[..., None, None]  # (C, B, H, T, 1, 1)
     v_prev = convert(u_prev[..., None] / rows[..., 1], dac_bits, 1.0)
-    v_x = convert(x / rows[..., FIXED_ROWS:].unflatten(-1, (m, 2)), dac_bits, 1.0)
+    v_x = convert(x / rows[..., FIXED_ROWS:].unflatten(-1, (m, 2)), dac_bits, 1.0, pairs=True)
     v_re, v_im = v_x[..., :1], v_x[..., 1:]
-    out_x = v_u * w["input"] + v_re * w["block"][..., 0, :] + v_im * w["block"][..., 1, :]
+    if jacobian is None:
+        out_x = v_u * w["input"] + v_re * w["block"][..., 0, :] + v_im * w["block"][..., 1, :]
+    else:  # the same currents; ∂/∂x through `jacobian`, ∂/∂w["block"] from this read's inputs
+        out_x = v_u * w["input"] + v_re.detach() * w["block"][..., 0, :] + v_im.detach() * w["block"][..., 1, :]
+        through = v_re * jacobian[..., 0, :] + v_im * jacobian[..., 1, :]
+        out_x = out_x + (through - through.detach())
     out_y = (v_x * w["out"]).sum((-2, -1)) + v_prev * w["skip"]
     if read_std is not None:  # std of the column current: read_noise·g_max·gain·√(Σ v² over the column's cells)
         v_u, v_re, v_im, v_x, v_prev = (v.detach() for v in (v_u, v_re, v_im, v_x, v_prev))  # no ∂ through √0
@@ -104,7 +118,7 @@ def tile_step(x, u_t, u_prev, w, cells, read_std, rows, cols, dac_bits: int | No
         spread_y = ((v_x ** 2 * cells["out"]).sum((-2, -1)) + v_prev ** 2 * cells["skip"]).sqrt()
         out_x = out_x + torch.randn_like(out_x) * spread_x * read_std[..., :2 * m].unflatten(-1, (m, 2))
         out_y = out_y + torch.randn_like(out_y) * spread_y * read_std[..., -1]
-    state = convert(out_x, adc_bits, cols[..., :2 * m].unflatten(-1, (m, 2)))
+    state = convert(out_x, adc_bits, cols[..., :2 * m].unflatten(-1, (m, 2)), pairs=True)
     return state + x if residual else state, convert(out_y, adc_bits, cols[..., -1])
 
 
