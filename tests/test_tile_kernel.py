@@ -97,7 +97,9 @@ def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, b
     slot weights' and the skip weights' gradients, with 4-bit converters (some clip: their gradient is cut) and
     ideal ones, over tiles of several widths, and with the state's gradient through other block weights."""
     layer = copy.deepcopy(chip_layer(read_noise=0.0, dac=bits, adc=bits, rows=rows, cols=cols, mapping=mapping))
-    layer.col_scale /= 3  # ADCs that clip a share of the currents
+    if bits:
+        layer.col_scale /= 3  # ADCs that clip a share of the currents …
+        layer.row_scale /= 6  # … and DACs a share of the states
     u = torch.randn(2 * 5, 4, 9, dtype=torch.float64)
     probe = torch.randn(2 * 5, 4, 9, dtype=torch.float64)
 

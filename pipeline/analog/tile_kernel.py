@@ -129,11 +129,17 @@ def _inside(x, gain, LEVELS: tl.constexpr):
 
 
 @triton.jit
-def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live,
-          ADC: tl.constexpr):
-    """Keep what the backward pass needs of one step: the new state and where each ADC passed gradient."""
-    tl.store(x_at, x_re, mask=live2)
-    tl.store(x_at + 1, x_im, mask=live2)
+def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, dac_re, dac_im, adc_re, adc_im, adc_y,
+          live2, live, DAC: tl.constexpr, ADC: tl.constexpr):
+    """Keep what the backward pass needs of one step: the new state as the DAC will read it (its code, clipped one
+    past the full scale: int16 up to 15 bits; the state itself if the DAC is ideal) and where each ADC passed
+    gradient."""
+    if DAC > 0:
+        tl.store(x_at, _rint(tl.minimum(tl.maximum(x_re * dac_re, -DAC - 1), DAC + 1)).to(tl.int32), mask=live2)
+        tl.store(x_at + 1, _rint(tl.minimum(tl.maximum(x_im * dac_im, -DAC - 1), DAC + 1)).to(tl.int32), mask=live2)
+    else:
+        tl.store(x_at, x_re, mask=live2)
+        tl.store(x_at + 1, x_im, mask=live2)
     inside = _inside(out_re, adc_re, ADC) * _inside(out_im, adc_im, ADC)  # a mode's parts pass together
     tl.store(inside_at, inside.to(tl.int8), mask=live2)
     tl.store(inside_y_at, _inside(out_y, adc_y, ADC).to(tl.int8), mask=live)
@@ -147,9 +153,9 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
     y: (steps, T, H, C, B) per tile, its first step y_{−1}; slot fields (C, H, T, MP, SF), of which the first W
     slots are run; tile fields (C, H, T, TF). Grid (C·H, ⌈B/BB⌉, NT). Two steps per iteration, so that one
     Box–Muller pair serves both steps' y columns. Every state column (slots, then y) of every sequence has its own
-    noise stream, numbered as if all MP slots ran. With SAVE, each step's state goes to x (steps, NT·C·H, B, W, 2)
-    and where its ADCs passed gradient to inside (steps, NT·C·H, B, W; 1 where both of a mode's ADCs did) and
-    inside_y (steps, NT·C·H, B), for `_scan_grad`."""
+    noise stream, numbered as if all MP slots ran. With SAVE, each step's state goes to x (steps, NT·C·H, B, W, 2;
+    as `_save` keeps it) and where its ADCs passed gradient to inside (steps, NT·C·H, B, W; 1 where both of a
+    mode's ADCs did) and inside_y (steps, NT·C·H, B), for `_scan_grad`."""
     ch = tl.program_id(0)  # chip·H + channel
     t = t0 + tl.program_id(2)
     row = tl.program_id(2) * C * H + ch  # of the kept tensors
@@ -198,8 +204,8 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
             dac_im, adc_re, adc_im, step_re, step_im, dac_u, dac_prev, skip, adc_y, step_y, DAC, ADC, NOISE, RESIDUAL)
         tl.store(y_at, y, mask=live)
         if SAVE:
-            _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live,
-                  ADC)
+            _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, dac_re, dac_im, adc_re, adc_im,
+                  adc_y, live2, live, DAC, ADC)
         u_prev = u_t
         u_t = tl.load(u_at + H * C * B, mask=live, other=0.0)
         x_re, x_im, y, out_re, out_im, out_y = _step(
@@ -210,7 +216,7 @@ def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, see
         tl.store(y_at + T * H * C * B, y, mask=live)
         if SAVE:
             _save(x_at + 2 * NT * C * H * B * W, inside_at + NT * C * H * B * W, inside_y_at + NT * C * H * B, x_re,
-                  x_im, out_re, out_im, out_y, adc_re, adc_im, adc_y, live2, live, ADC)
+                  x_im, out_re, out_im, out_y, dac_re, dac_im, adc_re, adc_im, adc_y, live2, live, DAC, ADC)
             x_at += 4 * NT * C * H * B * W
             inside_at += 2 * NT * C * H * B * W
             inside_y_at += 2 * NT * C * H * B
@@ -228,7 +234,7 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
     and of its weights, summed over the block's sequences, to gw (NT, C·H, ⌈B/BB⌉, 9, W): the 8 slot weights, then
     the skip weight in slot 0. The state's gradient flows back through the block weights of jac (fields as the
     slots'; the slots themselves unless `scan` is given a jacobian). Converters pass gradient straight through
-    where the forward pass was inside their full scale (DACs recomputed from the kept states, ADCs as kept); read
+    where the forward pass was inside their full scale (DACs from the kept codes, ADCs as kept); read
     noise carries none."""
     ch = tl.program_id(0)
     t = t0 + tl.program_id(2)
@@ -264,16 +270,21 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
         started = live & (b * 0 + s > 0)  # u_{−1} and x_{−1} are 0
         u_prev = tl.load(u_ptr + (s - 1) * H * C * B + where, mask=started, other=0.0)
         before = x_ptr + 2 * ((s - 1) * NT * C * H * B * W + kept)
-        x_re = tl.load(before, mask=started[:, None] & live2, other=0.0)
-        x_im = tl.load(before + 1, mask=started[:, None] & live2, other=0.0)
+        kept_re = tl.load(before, mask=started[:, None] & live2, other=0).to(u_t.dtype)
+        kept_im = tl.load(before + 1, mask=started[:, None] & live2, other=0).to(u_t.dtype)
         inside = tl.load(inside_ptr + s * NT * C * H * B * W + kept, mask=live2, other=0)
         inside_y = tl.load(inside_y_ptr + (s * NT * C * H + row) * B + b, mask=live, other=0)
-        gy = tl.load(gy_ptr + (s * T + t) * H * C * B + where, mask=live, other=0.0) * inside_y.to(x_re.dtype)
-        g_out_re = g_re * inside.to(x_re.dtype)
-        g_out_im = g_im * inside.to(x_re.dtype)
+        gy = tl.load(gy_ptr + (s * T + t) * H * C * B + where, mask=live, other=0.0) * inside_y.to(u_t.dtype)
+        g_out_re = g_re * inside.to(u_t.dtype)
+        g_out_im = g_im * inside.to(u_t.dtype)
         v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
         v_prev = _convert(u_prev, dac_prev, unit, DAC)
-        v_re, v_im = _convert(x_re, dac_re, unit, DAC), _convert(x_im, dac_im, unit, DAC)
+        if DAC > 0:  # kept as DAC codes
+            v_re = tl.minimum(tl.maximum(kept_re, -DAC), DAC) * unit
+            v_im = tl.minimum(tl.maximum(kept_im, -DAC), DAC) * unit
+            inside_x = ((tl.abs(kept_re) <= DAC) & (tl.abs(kept_im) <= DAC)).to(u_t.dtype)  # a mode's parts together
+        else:
+            v_re, v_im, inside_x = kept_re * dac_re, kept_im * dac_im, kept_re * 0 + 1
         a_in_re += g_out_re * v_u
         a_in_im += g_out_im * v_u
         a_rr += g_out_re * v_re
@@ -288,7 +299,6 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
         g_u = tl.sum(g_out_re * w_in_re + g_out_im * w_in_im, axis=1) * dac_u * unit * _inside(u_t, dac_u, DAC)
         tl.store(gu_at + s * H * C * B, g_u + g_next, mask=live)
         g_next = gy * skip * dac_prev * unit * _inside(u_prev, dac_prev, DAC)
-        inside_x = _inside(x_re, dac_re, DAC) * _inside(x_im, dac_im, DAC)
         carry_re = g_v_re * dac_re * unit * inside_x
         carry_im = g_v_im * dac_im * unit * inside_x
         if RESIDUAL:
@@ -353,6 +363,11 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
     return [max(2, triton.next_power_of_2(n)) for n in used]
 
 
+def _code_dtype(levels: int) -> torch.dtype | None:
+    """How the forward pass keeps the state for the backward: DAC codes in [−levels − 1, levels + 1]."""
+    return None if levels == 0 else torch.int16 if levels < 2 ** 15 - 1 else torch.int32
+
+
 def launches(widths: list[int]) -> list[tuple[int, int, int]]:
     """(first tile index, count, width) per kernel launch: consecutive tile indices of one width share a launch."""
     groups = []
@@ -377,7 +392,7 @@ class _Scan(torch.autograd.Function):
         ctx.launches, ctx.kept = launches(slot_widths(slots)), []
         for t0, count, width in ctx.launches:
             rows = count * C * H
-            kept = (inputs.new_empty(steps, rows, B, width, 2),
+            kept = (inputs.new_empty(steps, rows, B, width, 2, dtype=_code_dtype(dac) or inputs.dtype),
                     inputs.new_empty(steps, rows, B, width, dtype=torch.int8),
                     inputs.new_empty(steps, rows, B, dtype=torch.int8)) if save else (inputs,) * 3
             _scan[(C * H, triton.cdiv(B, block), count)](
