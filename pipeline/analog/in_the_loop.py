@@ -115,8 +115,7 @@ class TileArithmetic(nn.Module):
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
         jacobian = None
         if self.training:  # back through time along the programmed targets, not the drawn chip's errors
-            target = (programmed.g_plus - programmed.g_minus) * programmed.gain[..., None, :]
-            jacobian = slot_form(target.detach().to(u.dtype))["block"][None, None]
+            jacobian = slot_form(programmed.per_dac_unit().detach().to(u.dtype))["block"][None, None]
         return reader(u)(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
                          self.spec.adc_bits, tiles.residual, jacobian).squeeze(0)
 

@@ -131,9 +131,13 @@ class TileProgram:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
+    def per_dac_unit(self) -> torch.Tensor:
+        """The weights the target conductances encode in signal units per DAC unit, (G+ − G−)·gain: (H, T, R, K)."""
+        return (self.g_plus - self.g_minus) * self.gain[..., None, :]
+
     def weights(self) -> torch.Tensor:
         """The logical weights the program encodes, (H, T, R, K)."""
-        return (self.g_plus - self.g_minus) * self.gain[..., None, :] / self.row_scale[..., None]
+        return self.per_dac_unit() / self.row_scale[..., None]
 
 
 class _RoundStraight(torch.autograd.Function):

@@ -121,6 +121,12 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
 
 
 @triton.jit
+def _code(x, gain, LEVELS: tl.constexpr):
+    """A DAC's code of x, clipped one step past the full scale so that it still tells where the DAC clipped."""
+    return _rint(tl.minimum(tl.maximum(x * gain, -LEVELS - 1), LEVELS + 1)).to(tl.int32)
+
+
+@triton.jit
 def _inside(x, gain, LEVELS: tl.constexpr):
     """1 where a converter passes gradient (|round(x·gain)| ≤ LEVELS: inside its full scale), else 0."""
     if LEVELS > 0:
@@ -135,8 +141,8 @@ def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, dac_r
     past the full scale: int16 up to 15 bits; the state itself if the DAC is ideal) and where each ADC passed
     gradient."""
     if DAC > 0:
-        tl.store(x_at, _rint(tl.minimum(tl.maximum(x_re * dac_re, -DAC - 1), DAC + 1)).to(tl.int32), mask=live2)
-        tl.store(x_at + 1, _rint(tl.minimum(tl.maximum(x_im * dac_im, -DAC - 1), DAC + 1)).to(tl.int32), mask=live2)
+        tl.store(x_at, _code(x_re, dac_re, DAC), mask=live2)
+        tl.store(x_at + 1, _code(x_im, dac_im, DAC), mask=live2)
     else:
         tl.store(x_at, x_re, mask=live2)
         tl.store(x_at + 1, x_im, mask=live2)
@@ -363,6 +369,11 @@ def slot_widths(slots: torch.Tensor) -> list[int]:
     return [max(2, triton.next_power_of_2(n)) for n in used]
 
 
+def _warps(warps: int, block: int, width: int) -> int:
+    """No more warps than the block's entries fill (32 each)."""
+    return min(warps, max(1, block * width // 32))
+
+
 def _code_dtype(levels: int) -> torch.dtype | None:
     """How the forward pass keeps the state for the backward: DAC codes in [−levels − 1, levels + 1]."""
     return None if levels == 0 else torch.int16 if levels < 2 ** 15 - 1 else torch.int32
@@ -398,7 +409,7 @@ class _Scan(torch.autograd.Function):
             _scan[(C * H, triton.cdiv(B, block), count)](
                 inputs, outputs, slots, tiles, *kept, seed, steps, B, C, H, T, t0, MP, SF=SLOT_FIELDS,
                 TF=TILE_FIELDS, W=width, BB=block, DAC=dac, ADC=adc, NOISE=noise, RESIDUAL=residual, SAVE=save,
-                num_warps=min(warps, max(1, block * width // 32)))  # no more threads than the block's entries
+                num_warps=_warps(warps, block, width))
             ctx.kept.append(kept if save else None)
         if save:
             ctx.save_for_backward(inputs, slots, tiles, jacobian)
@@ -419,7 +430,7 @@ class _Scan(torch.autograd.Function):
             _scan_grad[(C * H, blocks, count)](
                 inputs, g_outputs, g_inputs, *kept, g_weights, slots, jacobian, tiles, steps, B, C, H, T, t0, MP,
                 SF=SLOT_FIELDS, TF=TILE_FIELDS, W=width, BB=block, DAC=dac, RESIDUAL=residual,
-                num_warps=min(warps, max(1, block * width // 32)))
+                num_warps=_warps(warps, block, width))
             g_weights = g_weights.sum(2).view(count, C, H, 9, width).movedim(0, 2)  # (C, H, count, 9, width)
             g_slots[:, :, t0:t0 + count, :width, :8] = g_weights[..., :8, :].transpose(-1, -2)
             g_tiles[:, :, t0:t0 + count, 2] = g_weights[..., 8, 0]
