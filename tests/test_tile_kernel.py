@@ -14,7 +14,7 @@ from pipeline.analog.calibration import map_model
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.simulator import CrossbarSSM
-from pipeline.analog.tile_read import read_layer
+from pipeline.analog.tile_read import live_widths, read_layer
 
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -29,13 +29,13 @@ def chip_layer(read_noise: float, dac=8, adc=8, chips=2, rows=6, cols=10, mappin
     return CrossbarSSM(program, weights, read_std, dac, adc)
 
 
-def run_kernel(layer: CrossbarSSM, u: torch.Tensor, block: int = 8) -> torch.Tensor:
+def run_kernel(layer: CrossbarSSM, u: torch.Tensor, block: int = 8, widths: list[int] | None = None) -> torch.Tensor:
     """The kernel on `ON`, back on the CPU."""
     layer = copy.deepcopy(layer).to(ON)
     chips = layer.w_input.shape[0]
     y = tile_kernel.scan(u.to(ON).view(chips, -1, *u.shape[1:]), layer._slots("w"), layer._slots("cells"),
                          layer.read_std if layer.read_noise else None, layer.row_scale, layer.col_scale,
-                         layer.dac_bits, layer.adc_bits, layer.residual, block=block)
+                         layer.dac_bits, layer.adc_bits, layer.residual, block=block, widths=widths)
     return y.reshape(u.shape).cpu()
 
 
@@ -66,6 +66,16 @@ def test_tiles_with_fewer_modes_run_narrower_and_step_like_the_loop(read_noise, 
         monkeypatch.setattr(tile_kernel, "slot_widths", lambda slots: [slots.shape[3]] * slots.shape[2])
         torch.manual_seed(1)
         assert torch.equal(run_kernel(layer, u), narrow)
+
+
+def test_widths_of_the_calibrated_slots_are_those_the_weights_show_and_wider_changes_nothing():
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    program = map_model(model, [x], 10, 18, 1.1, PRESETS["pcm"], "full")[0]
+    layer = chip_layer(read_noise=0.0, rows=10, cols=18)
+    slots, _ = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), None, layer.row_scale, layer.col_scale, 8, 8)
+    assert live_widths(program.modes >= 0) == tile_kernel.slot_widths(slots) == [4, 2]
+    u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)
+    assert torch.equal(run_kernel(layer, u, widths=[4, 4]), run_kernel(layer, u))
 
 
 def test_kernel_read_noise_has_the_loops_spread_and_follows_the_seed():

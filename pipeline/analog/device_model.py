@@ -28,9 +28,9 @@ class Chips:
         self.stuck_off, self.stuck_on = fault < device.stuck_off, (fault >= device.stuck_off) & (
             fault < device.stuck_off + device.stuck_on)
         H, T, R, K = tiles.g_plus.shape
-        along_row = torch.arange(2 * K, dtype=torch.float64).view(K, 2) / max(2 * K - 1, 1)  # physical column
-        along_col = (R - 1 - torch.arange(R, dtype=torch.float64)) / max(R - 1, 1)  # rows from the ADC
-        self.distance = ((along_row.T[:, None, :] + along_col[None, :, None]) / 2).to(on)  # (2, R, K)
+        along_row = torch.arange(2 * K, dtype=torch.float64, device=on).view(K, 2) / max(2 * K - 1, 1)  # column
+        along_col = (R - 1 - torch.arange(R, dtype=torch.float64, device=on)) / max(R - 1, 1)  # rows from the ADC
+        self.distance = (along_row.T[:, None, :] + along_col[None, :, None]) / 2  # (2, R, K), made on `on`: no copy
 
     def _sigma(self, g: torch.Tensor, t: float) -> torch.Tensor:
         """Programming-noise std at t: the device's polynomials interpolated in log t."""

@@ -31,7 +31,7 @@ from pipeline.analog.calibration import Measured, measure
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import MAPPINGS, Layout, program, tile_matrix
-from pipeline.analog.tile_read import reader, slot_form
+from pipeline.analog.tile_read import live_widths, reader, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
 
@@ -79,6 +79,7 @@ class TileArithmetic(nn.Module):
         self.register_buffer("modes", torch.full((0, 0, 0), -1, dtype=torch.long))
         self.register_buffer("row_scale", torch.zeros(0, 0, 0))
         self.register_buffer("col_scale", torch.zeros(0, 0, 0))
+        self._widths = (None, None)  # (the `modes` tensor, its kernel slot widths)
 
     @property
     def calibrated(self) -> bool:
@@ -94,6 +95,13 @@ class TileArithmetic(nn.Module):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def widths(self) -> list[int]:
+        """The kernel's slot width per tile index, from the calibrated slots (a slot without a mode holds no cell):
+        read from the device once per calibration, not at every step."""
+        if self._widths[0] is not self.modes:
+            self._widths = (self.modes, live_widths(self.modes >= 0))
+        return self._widths[1]
 
     def layout(self, ssm: S4D) -> Layout:
         """The tiles of `ssm`'s current (Ā, B̄, C, D) in the calibrated slots, differentiable."""
@@ -116,8 +124,8 @@ class TileArithmetic(nn.Module):
         jacobian = None
         if self.training:  # back through time along the programmed targets, not the drawn chip's errors
             jacobian = slot_form(programmed.per_dac_unit().detach().to(u.dtype))["block"][None, None]
-        return reader(u)(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale, self.spec.dac_bits,
-                         self.spec.adc_bits, tiles.residual, jacobian).squeeze(0)
+        return reader(u, self.widths())(u.unsqueeze(0), w, cells, noise, self.row_scale, self.col_scale,
+                                        self.spec.dac_bits, self.spec.adc_bits, tiles.residual, jacobian).squeeze(0)
 
 
 def tile_layers(model: S4DClassifier) -> list[TileArithmetic]:

@@ -26,6 +26,7 @@ import triton.language as tl
 from triton.language.extra import libdevice
 
 from pipeline.analog.mapping import FIXED_ROWS
+from pipeline.analog.tile_read import live_widths
 
 APPROXIMATE = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # the interpreter has no libdevice
 
@@ -361,12 +362,9 @@ def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: t
 
 
 def slot_widths(slots: torch.Tensor) -> list[int]:
-    """Per tile index, the power of 2 (≥ 2) that holds the live slots of every channel's tile: a slot is live if
-    any weight or noise variance is nonzero (an all-zero slot's state and output stay exactly 0)."""
-    live = (slots[..., :WEIGHT_FIELDS] != 0).any(-1).flatten(0, 1)  # (C·H, T, MP)
-    position = torch.arange(1, live.shape[-1] + 1, device=slots.device)
-    used = (live * position).amax(dim=(0, 2)).tolist()  # per tile index: 1 + the last live slot
-    return [max(2, triton.next_power_of_2(n)) for n in used]
+    """Per tile index, the kernel's slot width (`tile_read.live_widths`): a slot is live if any weight or noise
+    variance is nonzero. Reads the device (one host sync)."""
+    return live_widths((slots[..., :WEIGHT_FIELDS] != 0).any(-1))
 
 
 def _warps(warps: int, block: int, width: int) -> int:
@@ -395,12 +393,12 @@ class _Scan(torch.autograd.Function):
     (`_scan_grad`) for the inputs, the slot weights and the skip weights when any of them needs one."""
 
     @staticmethod
-    def forward(ctx, inputs, slots, tiles, jacobian, seed, dac, adc, noise, residual, block, warps):
+    def forward(ctx, inputs, slots, tiles, jacobian, seed, dac, adc, noise, residual, block, warps, widths):
         steps, H, C, B = inputs.shape
         T, MP = slots.shape[2:4]
         save = any(ctx.needs_input_grad[:3])
         outputs = inputs.new_empty(steps, T, H, C, B)
-        ctx.launches, ctx.kept = launches(slot_widths(slots)), []
+        ctx.launches, ctx.kept = launches(widths or slot_widths(slots)), []
         for t0, count, width in ctx.launches:
             rows = count * C * H
             kept = (inputs.new_empty(steps, rows, B, width, 2, dtype=_code_dtype(dac) or inputs.dtype),
@@ -435,19 +433,20 @@ class _Scan(torch.autograd.Function):
             g_slots[:, :, t0:t0 + count, :width, :8] = g_weights[..., :8, :].transpose(-1, -2)
             g_tiles[:, :, t0:t0 + count, 2] = g_weights[..., 8, 0]
         ctx.kept = []
-        return g_inputs.sum(0), g_slots, g_tiles, *(None,) * 8
+        return g_inputs.sum(0), g_slots, g_tiles, *(None,) * 9
 
 
 def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor],
          read_std: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, dac_bits: int | None,
          adc_bits: int | None, residual: bool = False, jacobian: torch.Tensor | None = None, block: int = 16,
-         warps: int = 2) -> torch.Tensor:
+         warps: int = 2, widths: list[int] | None = None) -> torch.Tensor:
     """y (C, B, H, L) of the tiles in slot form (arguments as `tile_read.tile_step`) on inputs u (C, B, H, L);
     the noise streams' seed is drawn from torch's default generator. `block` sequences per program and `warps`
     per program (fewer where a narrow tile's block has under 32 entries per warp): the fastest on an H100 for the
     sMNIST model (benchmarks/simulator_speed.py). Differentiable in u and the weights w (hardware-in-the-loop
     training): back-propagation through time in one kernel per tile index, from each step's kept state and ADC
-    ranges, with `tile_read.convert`'s straight-through converters; the read noise's spread carries no gradient."""
+    ranges, with `tile_read.convert`'s straight-through converters; the read noise's spread carries no gradient.
+    `widths`: per tile index a slot width covering its live slots (default `slot_widths`, which reads the device)."""
     C, B, H, L = u.shape
     slots, tiles = pack(w, cells, read_std, rows, cols, dac_bits, adc_bits)
     steps = L + 1 + (L + 1) % 2  # one more to flush the last output, rounded up to pairs
@@ -458,5 +457,5 @@ def scan(u: torch.Tensor, w: dict[str, torch.Tensor], cells: dict[str, torch.Ten
         through = through.clone()
         through[..., :jacobian.shape[-3], 2:6] = jacobian[:, 0].flatten(-2)  # the block fields, as `pack` orders them
     outputs = _Scan.apply(inputs, slots, tiles, through, seed, _levels(dac_bits), _levels(adc_bits),
-                          read_std is not None, residual, block, warps)
+                          read_std is not None, residual, block, warps, widths)
     return outputs[1:L + 1].sum(1).permute(2, 3, 1, 0)  # the channel's tiles' y, added digitally
