@@ -270,6 +270,9 @@ class EvaluateConfig(Section):
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")
     test_samples: int | None = Field(None, ge=1, description="evaluate on the first n test samples; null = all")
     batch_size: int = Field(256, ge=1)
+    input_encoding: Literal["multibit", "bit_serial"] = Field(
+        "multibit", description="energy model of the DACs: multibit, one read per step with b-bit DACs (what the "
+        "simulator computes); bit_serial, b reads of 1-bit inputs, each converted by the ADCs")
     read_voltage: float = Field(0.2, gt=0, description="V, full-scale read voltage (energy model)")
     read_time: float = Field(10e-9, gt=0, description="s, read pulse (energy model)")
 

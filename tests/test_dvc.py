@@ -100,6 +100,10 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     assert {"crossbar/acc_mean", "crossbar/acc_std", "software/acc", "tiles", "cells", "energy/pj_per_inference",
             "energy/digital_fp32_pj", "energy/digital_int8_pj", "crossbar/pcm/1d/acc_min"} <= set(crossbar)
     assert crossbar["energy/digital_fp32_pj"] > crossbar["energy/digital_int8_pj"]
+    assert crossbar["energy/pj_per_inference"] == crossbar["energy/multibit/pj_per_inference"]  # the default
+    assert crossbar["energy/bit_serial/pj_per_inference"] > crossbar["energy/multibit/pj_per_inference"]  # b reads
+    assert crossbar["energy/bit_serial/ratio_int8"] == pytest.approx(
+        crossbar["energy/digital_int8_pj"] / crossbar["energy/bit_serial/pj_per_inference"])
     for device in ("rram", "pcm"):
         assert (project / "crossbar" / device / "program.npz").is_file()
     assert (project / "plots" / "energy.png").is_file() and (project / "plots" / "crossbar_accuracy.png").is_file()

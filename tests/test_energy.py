@@ -12,7 +12,9 @@ def test_per_operation_energies_match_their_sources():
     assert energy.mac_pj(32, 32) == pytest.approx(4.6)
     assert energy.adc_pj(8) == pytest.approx(3.1e-3 / 1.2e9 * 1e12)          # Kull 2013: 2.58 pJ
     assert energy.adc_pj(4) == pytest.approx(energy.adc_pj(8) / 16)
-    assert energy.dac_pj(8) == pytest.approx(8 * 4e-3 * 100e-9 / 1024 * 1e12)  # 8 ISAAC 1-bit conversions
+    assert energy.dac_pj(8) == pytest.approx(0.32e-3 / 1.1e9 * 1e12)          # Chen 2018: 0.291 pJ
+    assert energy.dac_pj(12) == pytest.approx(energy.dac_pj(8) * 16)
+    assert energy.DAC_1BIT_PJ == pytest.approx(4e-3 * 100e-9 / 1024 * 1e12)  # ISAAC: 0.39 pJ
 
 
 def test_analog_energy_by_hand():
@@ -20,7 +22,7 @@ def test_analog_energy_by_hand():
     parts = energy.analog(SHAPE, tiles, BITS8, dac_bits=8, adc_bits=8, read_voltage=0.2, read_time=1e-8)
     sram8 = 8 * 10 / 64  # one 8-bit weight or activation from SRAM
     per_step = (0.3 + sram8) + 0.3 + (0.3 + sram8) + 2 * sram8 + 0.1  # encoder, norm, mixing, activations, pool
-    assert parts["dac"] == pytest.approx(11 * 4 * 8 * 0.390625)          # 10 steps + 1 flush
+    assert parts["dac"] == pytest.approx(11 * 4 * 0.32e-3 / 1.1e9 * 1e12)  # 10 steps + 1 flush, one 8-bit DAC a row
     assert parts["adc"] == pytest.approx(11 * 3 * 3.1e-3 / 1.2e9 * 1e12)
     assert parts["cells"] == pytest.approx(11 * 0.2 ** 2 * 1e-5 * 1e-8 * 1e12)
     assert parts["decoder"] == pytest.approx(2 * (0.3 + sram8))
@@ -48,3 +50,18 @@ def test_residual_mapping_adds_the_state_back_digitally():
     residual = energy.analog(SHAPE, tiles, BITS8, 8, 8, 0.2, 1e-8, residual=True)
     assert residual["state_adds"] == pytest.approx(10 * 2 * 1 * 0.1)  # 10 steps, re and im of one live mode
     assert {k: v for k, v in residual.items() if k != "state_adds"} == full and "state_adds" not in full
+
+
+def test_bit_serial_inputs_read_and_convert_once_per_bit():
+    tiles = [energy.Tiles(rows=4, cols=3, conductance=1e-5, tiles=1)]
+    multibit = energy.analog(SHAPE, tiles, BITS8, 4, 8, 0.2, 1e-8)
+    serial = energy.analog(SHAPE, tiles, BITS8, 4, 8, 0.2, 1e-8, encoding="bit_serial")
+    assert serial["dac"] == pytest.approx(11 * 4 * 4 * 0.390625)            # 4 reads a step, a 1-bit DAC per row
+    assert serial["adc"] == pytest.approx(4 * multibit["adc"]) == pytest.approx(11 * 4 * 3 * 3.1e-3 / 1.2e9 * 1e12)
+    assert serial["cells"] == pytest.approx(4 * multibit["cells"])
+    assert serial["shift_adds"] == pytest.approx(11 * 3 * 3 * 0.1)          # 3 additions per column and step
+    assert multibit["dac"] == pytest.approx(11 * 4 * 0.291 / 16, rel=1e-3) and "shift_adds" not in multibit
+    assert {k: v for k, v in serial.items() if k not in ("dac", "adc", "cells", "shift_adds")} == {
+        k: v for k, v in multibit.items() if k not in ("dac", "adc", "cells")}
+    with pytest.raises(ValueError, match="encoding = 'serial'"):
+        energy.analog(SHAPE, tiles, BITS8, 4, 8, 0.2, 1e-8, encoding="serial")

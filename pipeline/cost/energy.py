@@ -9,8 +9,16 @@ Per-operation energies and their sources:
 - ADC: 3.1 mW at 1.2 GS/s for 8 bits (Kull et al., ISSCC 2013, the SAR ADC ISAAC builds on; Shafiee et al.,
   ISCA 2016) = 2.58 pJ per conversion, scaled by 2^(b−8) for b bits (a constant Walden figure of merit, energy per
   conversion step).
-- DAC: ISAAC's 1-bit DACs (1,024 per in-situ multiply-accumulate unit, 4 mW, 100 ns crossbar read cycle) =
-  0.39 pJ per 1-bit conversion; a b-bit input costs b of them (ISAAC streams inputs one bit per cycle).
+- Inputs, two encodings (`ENCODINGS`):
+  - `multibit`: one read per step, each row driven by a b-bit DAC. 8 bits: 0.32 mW at 1.1 GS/s = 0.291 pJ per
+    conversion (the capacitive DAC of Chen et al., "A >3GHz ERBW 1.1GS/s 8b two-step SAR ADC with recursive-weight
+    DAC", VLSI Symposium 2018; the figure BRAHMS, Song et al., DAC 2021, and Accelergy's component library take for
+    an 8-bit DAC), scaled by 2^(b−8) (a binary-weighted capacitor array's switched capacitance doubles per bit).
+    This is the arithmetic the simulator performs.
+  - `bit_serial`: b reads per step, one input bit per read through ISAAC's 1-bit DACs (1,024 per in-situ
+    multiply-accumulate unit, 4 mW, 100 ns crossbar read cycle: 0.39 pJ per 1-bit conversion); every read is
+    converted by every column's ADC, and the b partial results are shifted and added digitally (b − 1 additions
+    per column and step).
 - Crossbar cells: V²·G·t per cell and read, V the full-scale read voltage and t the read pulse (params), so an
   upper bound (inputs at full scale).
 Digital parts of the analog chip (encoder, norms, mixing, GLU, pooling, decoder, partial sums of split tiles)
@@ -27,6 +35,8 @@ FP32_MULT_PJ, FP32_ADD_PJ = 3.7, 0.9
 SRAM_PJ_PER_BIT = 10.0 / 64
 ADC_8BIT_PJ = 3.1e-3 / 1.2e9 * 1e12
 DAC_1BIT_PJ = 4e-3 * 100e-9 / 1024 * 1e12
+DAC_8BIT_PJ = 0.32e-3 / 1.1e9 * 1e12
+ENCODINGS = ("multibit", "bit_serial")
 
 
 def mac_pj(a_bits: int, b_bits: int) -> float:
@@ -45,7 +55,8 @@ def adc_pj(bits: int) -> float:
 
 
 def dac_pj(bits: int) -> float:
-    return DAC_1BIT_PJ * bits
+    """One multi-bit conversion."""
+    return DAC_8BIT_PJ * 2.0 ** (bits - 8)
 
 
 @dataclass(frozen=True)
@@ -92,15 +103,23 @@ def _digital_common(shape: Shape, r: dict[str, int], split_adds: int = 0) -> dic
 
 
 def analog(shape: Shape, tiles: list[Tiles], r: dict[str, int], dac_bits: int, adc_bits: int,
-           read_voltage: float, read_time: float, residual: bool = False) -> dict[str, float]:
-    """Breakdown (pJ per inference) on the analog chip: L + 1 reads of every tile (one flushes the output); with
-    the residual mapping also the state added back digitally, 2 additions per live mode and step."""
-    reads = shape.steps + 1
+           read_voltage: float, read_time: float, residual: bool = False, encoding: str = "multibit"
+           ) -> dict[str, float]:
+    """Breakdown (pJ per inference) on the analog chip: L + 1 steps of every tile (one flushes the output), each
+    one read (`multibit`) or `dac_bits` reads (`bit_serial`, with their shift-and-add); with the residual mapping
+    also the state added back digitally, 2 additions per live mode and step."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding = {encoding!r}: allowed {ENCODINGS}")
+    steps, serial = shape.steps + 1, encoding == "bit_serial"
+    reads = steps * (dac_bits if serial else 1)
+    rows, cols = sum(t.rows for t in tiles), sum(t.cols for t in tiles)
     split_adds = sum(t.tiles for t in tiles) - shape.channels * shape.layers
     energy = _digital_common(shape, r, split_adds)
-    energy["dac"] = reads * sum(t.rows for t in tiles) * dac_pj(dac_bits)
-    energy["adc"] = reads * sum(t.cols for t in tiles) * adc_pj(adc_bits)
+    energy["dac"] = reads * rows * (DAC_1BIT_PJ if serial else dac_pj(dac_bits))
+    energy["adc"] = reads * cols * adc_pj(adc_bits)
     energy["cells"] = reads * sum(t.conductance for t in tiles) * read_voltage ** 2 * read_time * 1e12
+    if serial:
+        energy["shift_adds"] = steps * (dac_bits - 1) * cols * INT32_ADD_PJ
     if residual:
         energy["state_adds"] = shape.steps * 2 * sum(shape.live_modes) * INT32_ADD_PJ
     return energy

@@ -78,18 +78,25 @@ def tile_counts(programs: Iterable[TileProgram]) -> list[energy.Tiles]:
 
 def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps: int,
                    settings: EvaluateConfig) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics energy/*, the analog breakdown in pJ) for one inference of `steps` time steps."""
+    """(metrics energy/*, the analog breakdown in pJ) for one inference of `steps` time steps: the headline and its
+    breakdown with `settings.input_encoding`, and the total and ratios to digital int8 and fp32 of each encoding."""
     h = module.hparams
     shape = energy.Shape(d_in=h.d_in, classes=h.n_classes, channels=h.model["d_model"],
                          layers=len(programs), mix_out=2 if h.model.get("mixing", "glu") == "glu" else 1,
                          steps=steps, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
-    bits = widths(module.bits)
-    breakdown = energy.analog(shape, tile_counts(programs), bits, settings.dac_bits, settings.adc_bits,
-                              settings.read_voltage, settings.read_time, residual=programs[0].residual)
-    total = sum(breakdown.values())
+    bits, counts = widths(module.bits), tile_counts(programs)
     fp32, int8 = sum(energy.digital(shape, None).values()), sum(energy.digital(shape, 8).values())
-    metrics = {"energy/pj_per_inference": total, "energy/digital_fp32_pj": fp32, "energy/digital_int8_pj": int8,
-               "energy/ratio_fp32": fp32 / total, "energy/ratio_int8": int8 / total}
+    metrics = {"energy/digital_fp32_pj": fp32, "energy/digital_int8_pj": int8}
+    for encoding in energy.ENCODINGS:
+        parts = energy.analog(shape, counts, bits, settings.dac_bits, settings.adc_bits, settings.read_voltage,
+                              settings.read_time, programs[0].residual, encoding)
+        total = sum(parts.values())
+        metrics |= {f"energy/{encoding}/pj_per_inference": total, f"energy/{encoding}/ratio_fp32": fp32 / total,
+                    f"energy/{encoding}/ratio_int8": int8 / total}
+        if encoding == settings.input_encoding:
+            breakdown = parts
+            metrics |= {"energy/pj_per_inference": total, "energy/ratio_fp32": fp32 / total,
+                        "energy/ratio_int8": int8 / total}
     metrics |= {f"energy/analog/{k}_pj": v for k, v in breakdown.items()}
     return metrics, breakdown
 
