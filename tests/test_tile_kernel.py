@@ -13,8 +13,9 @@ from pipeline.analog import tile_kernel
 from pipeline.analog.calibration import map_model
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
+from pipeline.analog.mapping import live_widths
 from pipeline.analog.simulator import CrossbarSSM
-from pipeline.analog.tile_read import live_widths, read_layer
+from pipeline.analog.tile_read import read_layer
 
 ON = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -30,8 +30,8 @@ from torch import nn
 from pipeline.analog.calibration import Measured, measure
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
-from pipeline.analog.mapping import MAPPINGS, Layout, program, tile_matrix
-from pipeline.analog.tile_read import live_widths, reader, slot_form
+from pipeline.analog.mapping import MAPPINGS, Layout, live_widths, program, tile_matrix
+from pipeline.analog.tile_read import reader, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
 

@@ -64,6 +64,14 @@ def slot_modes(B_bar: torch.Tensor, C: torch.Tensor, per_tile: int) -> torch.Ten
     return modes.view(H, tiles, slots)
 
 
+def live_widths(live: torch.Tensor) -> list[int]:
+    """Per tile index of live (…, T, slots), which slots hold cells: the power of 2 (≥ 2) that covers the last live
+    slot of every tile at that index, the width a kernel runs the index at (an empty slot's state stays 0)."""
+    position = torch.arange(1, live.shape[-1] + 1, device=live.device)
+    used = (live.flatten(0, -3) * position).amax(dim=(0, 2)).tolist()
+    return [max(2, 1 << (n - 1).bit_length()) for n in used]
+
+
 def tile_matrix(A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor, D: torch.Tensor, modes: torch.Tensor,
                 residual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights (H, T, R, K), the cells that exist) of the tiles holding `modes` (see the module docstring);

@@ -25,8 +25,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from pipeline.analog.mapping import FIXED_ROWS
-from pipeline.analog.tile_read import live_widths
+from pipeline.analog.mapping import FIXED_ROWS, live_widths
 
 APPROXIMATE = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # the interpreter has no libdevice
 
@@ -362,7 +361,7 @@ def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: t
 
 
 def slot_widths(slots: torch.Tensor) -> list[int]:
-    """Per tile index, the kernel's slot width (`tile_read.live_widths`): a slot is live if any weight or noise
+    """Per tile index, the kernel's slot width (`mapping.live_widths`): a slot is live if any weight or noise
     variance is nonzero. Reads the device (one host sync)."""
     return live_widths((slots[..., :WEIGHT_FIELDS] != 0).any(-1))
 

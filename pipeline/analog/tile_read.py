@@ -70,19 +70,11 @@ def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | N
 
 def reader(u: torch.Tensor, widths: list[int] | None = None):
     """`read_layer`'s arithmetic for u's device: one Triton kernel per tile index on GPUs (tile_kernel.scan, with
-    its own backward pass; `widths` its slot widths if known, see `live_widths`), the step loop elsewhere."""
+    its own backward pass; `widths` its slot widths if known, see `mapping.live_widths`), the step loop elsewhere."""
     if u.is_cuda:
         from pipeline.analog.tile_kernel import scan  # Triton: GPUs only
         return functools.partial(scan, widths=widths)
     return read_layer
-
-
-def live_widths(live: torch.Tensor) -> list[int]:
-    """Per tile index of live (…, T, slots), which slots hold cells: the power of 2 (≥ 2) that covers the last live
-    slot of every tile at that index, the width a kernel runs the index at (an empty slot's state stays 0)."""
-    position = torch.arange(1, live.shape[-1] + 1, device=live.device)
-    used = (live.flatten(0, -3) * position).amax(dim=(0, 2)).tolist()
-    return [max(2, 1 << (n - 1).bit_length()) for n in used]
 
 
 def slot_form(tiles: torch.Tensor) -> dict[str, torch.Tensor]:
