@@ -206,6 +206,9 @@ class QatConfig(Schedule, QuantConfig):
         "chip: deploy, trained and validated on the crossbar tiles of `evaluate` (hardware in the loop)")
     chip_device: str = Field("ideal", description="target chip: the device drawn while training (a preset or "
                              "one of evaluate.custom_devices)")
+    chip_times: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0], min_length=1, description="s after programming of the chips drawn while "
+        "training: one per training pass, uniformly from the list (e.g. [1, 86400, 31536000] against drift)")
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-3, gt=0)
     train_mode: Literal["conv", "recurrent"] = Field(

@@ -4,6 +4,7 @@ from conftest import TINY
 
 from pipeline import data
 from pipeline.analog.calibration import program_all
+from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, stored_ranges
 from pipeline.analog.noise import noise_modules
@@ -96,6 +97,31 @@ def test_training_draws_a_chip_each_pass_and_validation_uses_the_ideal_device():
     assert not torch.equal(model(x, "chip"), model(x, "chip"))
     model.eval()
     assert torch.equal(model(x, "chip"), model(x, "chip"))
+
+
+def test_a_training_pass_draws_one_time_after_programming_for_all_layers(monkeypatch):
+    model, x = chip_model("pcm")
+    ChipInTheLoop(PRESETS["pcm"].model_dump(), 6, 6, times=(1.0, 86400.0, 31536000.0)).attach(model)
+    calibrate_tiles(model.eval(), [x])
+    seen = []
+    weights = Chips.weights
+    monkeypatch.setattr(Chips, "weights", lambda chips, t: seen.append(t) or weights(chips, t))
+    model.train()
+    torch.manual_seed(0)
+    for _ in range(12):
+        model(x, "chip")
+    passes = [seen[i:i + 2] for i in range(0, len(seen), 2)]  # 2 layers a pass
+    assert all(a == b for a, b in passes) and {a for a, _ in passes} == {1.0, 86400.0, 31536000.0}
+    seen.clear()
+    model.eval()
+    model(x, "chip")
+    assert seen == [1.0, 1.0]  # validation: the ideal device at the first time
+    with pytest.raises(ValueError, match=r"times = \(\)"):
+        ChipInTheLoop(PRESETS["pcm"].model_dump(), times=())
+    with pytest.raises(ConfigError, match="chip_times"):
+        parse({**TINY, "qat": {"target": "chip", "chip_times": [1.0, 0.0]}})
+    stored = ChipInTheLoop(PRESETS["pcm"].model_dump(), times=(1.0, 86400.0)).stored()
+    assert ChipInTheLoop.of({**stored, "times": list(stored["times"])}).times == (1.0, 86400.0)  # a checkpoint's
 
 
 def test_stored_ranges_refuse_other_tiles_and_none_without_chip():

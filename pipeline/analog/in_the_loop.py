@@ -4,8 +4,9 @@ In execution mode `chip` an S4D layer runs the simulator's arithmetic (simulator
 
     (Ā, B̄, C, D) → tile matrix (mapping.tile_matrix, the slots of the last calibration)
                  → conductances (mapping.program on the device; level rounding straight-through)
-                 → one chip drawn from the device at `time` s (device_model.Chips) while training,
-                   the ideal device for validation and test
+                 → one chip drawn from the device while training (device_model.Chips), at a time after
+                   programming drawn per pass from `times` and shared by the model's layers; the ideal device
+                   for validation and test
                  → the step loop with DACs and ADCs (tile_read; straight-through inside the full scale, zero
                    gradient where a converter clips), back-propagated through time: on GPUs one Triton kernel
                    per tile index forward and one backward (tile_kernel), elsewhere autograd through the loop.
@@ -38,8 +39,8 @@ from pipeline.model.s4d import S4D
 
 @dataclass(frozen=True)
 class ChipInTheLoop:
-    """The chip a model trains on: the device whose draws it trains under (`DeviceConfig` fields), the time after
-    programming they are taken at, the converters, the tile size and mapping, and the ranges' margin."""
+    """The chip a model trains on: the device whose draws it trains under (`DeviceConfig` fields), the converters,
+    the tile size and mapping, the ranges' margin, and the times after programming the draws are taken at."""
 
     device: dict
     dac_bits: int | None = 8
@@ -48,34 +49,52 @@ class ChipInTheLoop:
     tile_cols: int = 64
     mapping: str = "residual"
     range_margin: float = 1.1
-    time: float = 1.0
+    times: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
         if self.mapping not in MAPPINGS:
             raise ValueError(f"mapping = {self.mapping!r}: allowed {MAPPINGS}")
+        if not self.times or min(self.times) <= 0:
+            raise ValueError(f"times = {self.times}: one or more times after programming, each > 0 s")
         DeviceConfig.model_validate(self.device)
 
     @classmethod
     def of(cls, value: ChipInTheLoop | dict | None) -> ChipInTheLoop | None:
         """`value` as a ChipInTheLoop; a dict is its stored form (checkpoint hyperparameters)."""
-        return cls(**value) if isinstance(value, dict) else value
+        return cls(**{**value, "times": tuple(value["times"])}) if isinstance(value, dict) else value
 
     def stored(self) -> dict:
         return asdict(self)
 
     def attach(self, model: S4DClassifier) -> None:
-        """Give every S4D layer of `model` its tile arithmetic (uncalibrated until `calibrate_tiles`)."""
-        for block in model.blocks:
-            block.ssm.chip = TileArithmetic(self)
+        """Give every S4D layer of `model` its tile arithmetic (uncalibrated until `calibrate_tiles`), sharing one
+        clock: the first layer draws the time of each training pass's chip, the others read it."""
+        clock = ProgrammingClock(self.times)
+        for index, block in enumerate(model.blocks):
+            block.ssm.chip = TileArithmetic(self, clock, draws_time=index == 0)
+
+
+class ProgrammingClock:
+    """The time after programming of the chip one training pass draws, shared by a model's layers: uniform over
+    `times` from torch's global generator (with a single time, no draw: the generator's stream is untouched)."""
+
+    def __init__(self, times: tuple[float, ...]):
+        self.times, self.now = times, times[0]
+
+    def draw(self) -> float:
+        if len(self.times) > 1:
+            self.now = self.times[int(torch.randint(len(self.times), ()))]
+        return self.now
 
 
 class TileArithmetic(nn.Module):
     """The `chip` execution mode of one S4D layer: buffers `modes` (H, T, m), `row_scale` (H, T, R) and
     `col_scale` (H, T, K), empty until calibrated; their shapes follow the layer's live modes."""
 
-    def __init__(self, spec: ChipInTheLoop):
+    def __init__(self, spec: ChipInTheLoop, clock: ProgrammingClock | None = None, draws_time: bool = True):
         super().__init__()
         self.spec, self.device = spec, DeviceConfig.model_validate(spec.device)
+        self.clock, self.draws_time = clock or ProgrammingClock(spec.times), draws_time
         self.register_buffer("modes", torch.full((0, 0, 0), -1, dtype=torch.long))
         self.register_buffer("row_scale", torch.zeros(0, 0, 0))
         self.register_buffer("col_scale", torch.zeros(0, 0, 0))
@@ -117,7 +136,8 @@ class TileArithmetic(nn.Module):
         tiles = self.layout(ssm)
         programmed = program(tiles, self.row_scale, self.col_scale, device.g_min, device.g_max, device.levels)
         generator = None if self.training else torch.Generator(u.device).manual_seed(0)
-        weights, read_std = Chips(programmed, device, 1, generator).weights(self.spec.time)
+        time = (self.clock.draw() if self.draws_time else self.clock.now) if self.training else self.spec.times[0]
+        weights, read_std = Chips(programmed, device, 1, generator).weights(time)
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
