@@ -64,7 +64,8 @@ class ChipInTheLoop:
         return cls(**{**value, "times": tuple(value["times"])}) if isinstance(value, dict) else value
 
     def stored(self) -> dict:
-        return asdict(self)
+        """Plain values (JSON and YAML give them back unchanged: `times` as a list)."""
+        return {**asdict(self), "times": list(self.times)}
 
     def attach(self, model: S4DClassifier) -> None:
         """Give every S4D layer of `model` its tile arithmetic (uncalibrated until `calibrate_tiles`), sharing one
