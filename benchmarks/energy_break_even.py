@@ -24,7 +24,7 @@ from pipeline.analog.devices import PRESETS
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
 from pipeline.model import S4DClassifier
-from pipeline.steps.evaluate import tile_counts
+from pipeline.steps.evaluate import energy_shape, tile_counts
 from pipeline.steps.qat import quantization
 
 BITS = (4, 6, 8, 10, 12)
@@ -55,9 +55,7 @@ def main() -> None:
         measured = measure(model.eval(), probe, settings.tile_rows, settings.tile_cols, settings.range_margin, mapping)
         programs = program_all(measured, PRESETS[settings.devices[0]])
         counts = tile_counts(programs)
-        shape = energy.Shape(d_in=args.d_in, classes=args.classes, channels=config.model.d_model,
-                             layers=config.model.n_layers, mix_out=2 if config.model.mixing == "glu" else 1,
-                             steps=length, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
+        shape = energy_shape(args.d_in, args.classes, config.model.model_dump(), programs, length)
         int8, fp32 = sum(energy.digital(shape, 8).values()), sum(energy.digital(shape, None).values())
         for encoding in energy.ENCODINGS:
             for b in BITS:

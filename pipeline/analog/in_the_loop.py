@@ -54,6 +54,7 @@ class ChipInTheLoop:
     def __post_init__(self):
         if self.mapping not in MAPPINGS:
             raise ValueError(f"mapping = {self.mapping!r}: allowed {MAPPINGS}")
+        object.__setattr__(self, "times", tuple(self.times))  # a stored list (JSON, YAML) as the tuple it was
         if not self.times or min(self.times) <= 0:
             raise ValueError(f"times = {self.times}: one or more times after programming, each > 0 s")
         DeviceConfig.model_validate(self.device)
@@ -61,7 +62,7 @@ class ChipInTheLoop:
     @classmethod
     def of(cls, value: ChipInTheLoop | dict | None) -> ChipInTheLoop | None:
         """`value` as a ChipInTheLoop; a dict is its stored form (checkpoint hyperparameters)."""
-        return cls(**{**value, "times": tuple(value["times"])}) if isinstance(value, dict) else value
+        return cls(**value) if isinstance(value, dict) else value
 
     def stored(self) -> dict:
         """Plain values (JSON and YAML give them back unchanged: `times` as a list)."""
@@ -82,8 +83,11 @@ class ProgrammingClock:
     def __init__(self, times: tuple[float, ...]):
         self.times, self.now = times, times[0]
 
-    def draw(self) -> float:
-        if len(self.times) > 1:
+    def time(self, training: bool, draws: bool) -> float:
+        """A training pass's time (drawn anew by the layer that `draws`); outside training the first time."""
+        if not training:
+            return self.times[0]
+        if draws and len(self.times) > 1:
             self.now = self.times[int(torch.randint(len(self.times), ()))]
         return self.now
 
@@ -92,10 +96,10 @@ class TileArithmetic(nn.Module):
     """The `chip` execution mode of one S4D layer: buffers `modes` (H, T, m), `row_scale` (H, T, R) and
     `col_scale` (H, T, K), empty until calibrated; their shapes follow the layer's live modes."""
 
-    def __init__(self, spec: ChipInTheLoop, clock: ProgrammingClock | None = None, draws_time: bool = True):
+    def __init__(self, spec: ChipInTheLoop, clock: ProgrammingClock, draws_time: bool):
         super().__init__()
         self.spec, self.device = spec, DeviceConfig.model_validate(spec.device)
-        self.clock, self.draws_time = clock or ProgrammingClock(spec.times), draws_time
+        self.clock, self.draws_time = clock, draws_time
         self.register_buffer("modes", torch.full((0, 0, 0), -1, dtype=torch.long))
         self.register_buffer("row_scale", torch.zeros(0, 0, 0))
         self.register_buffer("col_scale", torch.zeros(0, 0, 0))
@@ -137,8 +141,8 @@ class TileArithmetic(nn.Module):
         tiles = self.layout(ssm)
         programmed = program(tiles, self.row_scale, self.col_scale, device.g_min, device.g_max, device.levels)
         generator = None if self.training else torch.Generator(u.device).manual_seed(0)
-        time = (self.clock.draw() if self.draws_time else self.clock.now) if self.training else self.spec.times[0]
-        weights, read_std = Chips(programmed, device, 1, generator).weights(time)
+        weights, read_std = Chips(programmed, device, 1, generator).weights(self.clock.time(self.training,
+                                                                                           self.draws_time))
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None

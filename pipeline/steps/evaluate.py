@@ -81,24 +81,29 @@ def energy_metrics(module: ClassifierModule, programs: list[TileProgram], steps:
     """(metrics energy/*, the analog breakdown in pJ) for one inference of `steps` time steps: the headline and its
     breakdown with `settings.input_encoding`, and the total and ratios to digital int8 and fp32 of each encoding."""
     h = module.hparams
-    shape = energy.Shape(d_in=h.d_in, classes=h.n_classes, channels=h.model["d_model"],
-                         layers=len(programs), mix_out=2 if h.model.get("mixing", "glu") == "glu" else 1,
-                         steps=steps, live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
+    shape = energy_shape(h.d_in, h.n_classes, h.model, programs, steps)
     bits, counts = widths(module.bits), tile_counts(programs)
     fp32, int8 = sum(energy.digital(shape, None).values()), sum(energy.digital(shape, 8).values())
     metrics = {"energy/digital_fp32_pj": fp32, "energy/digital_int8_pj": int8}
-    for encoding in energy.ENCODINGS:
-        parts = energy.analog(shape, counts, bits, settings.dac_bits, settings.adc_bits, settings.read_voltage,
-                              settings.read_time, programs[0].residual, encoding)
-        total = sum(parts.values())
+    parts = {encoding: energy.analog(shape, counts, bits, settings.dac_bits, settings.adc_bits, settings.read_voltage,
+                                     settings.read_time, programs[0].residual, encoding)
+             for encoding in energy.ENCODINGS}
+    for encoding, breakdown in parts.items():
+        total = sum(breakdown.values())
         metrics |= {f"energy/{encoding}/pj_per_inference": total, f"energy/{encoding}/ratio_fp32": fp32 / total,
                     f"energy/{encoding}/ratio_int8": int8 / total}
-        if encoding == settings.input_encoding:
-            breakdown = parts
-            metrics |= {"energy/pj_per_inference": total, "energy/ratio_fp32": fp32 / total,
-                        "energy/ratio_int8": int8 / total}
-    metrics |= {f"energy/analog/{k}_pj": v for k, v in breakdown.items()}
-    return metrics, breakdown
+    chosen = settings.input_encoding
+    metrics |= {f"energy/{k}": metrics[f"energy/{chosen}/{k}"] for k in ("pj_per_inference", "ratio_fp32",
+                                                                           "ratio_int8")}
+    metrics |= {f"energy/analog/{k}_pj": v for k, v in parts[chosen].items()}
+    return metrics, parts[chosen]
+
+
+def energy_shape(d_in: int, classes: int, model: dict, programs: list[TileProgram], steps: int) -> energy.Shape:
+    """The energy model's view of a classifier (`ModelConfig` fields in `model`) mapped as `programs`."""
+    return energy.Shape(d_in=d_in, classes=classes, channels=model["d_model"], layers=len(programs),
+                        mix_out=2 if model.get("mixing", "glu") == "glu" else 1, steps=steps,
+                        live_modes=tuple(int((p.modes >= 0).sum()) for p in programs))
 
 
 def layout_metrics(programs: list[TileProgram]) -> dict[str, int]:
