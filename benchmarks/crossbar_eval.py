@@ -57,7 +57,9 @@ def main() -> None:
                         help="override a param of the preset (repeatable), e.g. qat.chip_device=rram")
     parser.add_argument("--evaluate", default="finetune", choices=["finetune", "prune", "qat"],
                         help="the model evaluated")
-    parser.add_argument("--mappings", default="full,residual", help="tile mappings compared (evaluate.mapping)")
+    parser.add_argument("--mappings", default="full,residual",
+                        help="tile mappings compared (evaluate.mapping, with ':<row gains>' for evaluate.row_gains, "
+                             "e.g. full,full:inputs,residual:all)")
     parser.add_argument("--converter-bits", type=int, help="override evaluate.dac_bits and evaluate.adc_bits")
     parser.add_argument("--chips", type=int, help="override evaluate.chips")
     parser.add_argument("--test-samples", type=int, help="override evaluate.test_samples")
@@ -114,7 +116,8 @@ def main() -> None:
     report("software_acc", accuracy(tuned.model, x, y, tuned.eval_mode))
     first = settings.devices[0]
     for mapping in args.mappings.split(","):
-        mapped = settings.model_copy(update={"mapping": mapping})
+        name, _, rows = mapping.partition(":")
+        mapped = settings.model_copy(update={"mapping": name, "row_gains": rows or "none"})
         start = time.perf_counter()
         curves, programs = crossbar_accuracy(tuned, x, y, calibration, mapped, config.seed, on)
         report(f"crossbar/{mapping}", {"curves": curves, "seconds": time.perf_counter() - start,

@@ -268,6 +268,9 @@ class EvaluateConfig(Section):
     tile_cols: int = Field(64, ge=6, description="≥ 6: one mode's two state columns and y, as G+/G− pairs")
     mapping: Literal["full", "residual"] = Field(
         "residual", description="residual: the tile holds Ā − I and the state is added back digitally; full: Ā")
+    row_gains: Literal["none", "inputs", "all"] = Field(
+        "none", description="rows driven at their own attenuated voltage so that their cells span the conductance "
+        "range: inputs, the rows of u_t (B̄) and u_{t−1} (D); all, every row; none, every row at the DAC's voltage")
     dac_bits: int = Field(8, ge=1, le=16)
     adc_bits: int = Field(8, ge=1, le=16)
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")

@@ -1,5 +1,7 @@
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY
@@ -30,12 +32,16 @@ def crossbar_logits(model, x, programs, device=IDEAL, chips=1, t=1.0, dac=None, 
     return out.view(chips, len(x), -1)
 
 
+@pytest.mark.parametrize("row_gains", ["none", "inputs", "all"])
 @pytest.mark.parametrize("mapping", ["full", "residual"])
 @pytest.mark.parametrize("rows,cols", [(64, 64), (6, 10)])  # one tile per channel; 2 modes per tile, 3 tiles
-def test_ideal_crossbar_reproduces_the_software_recurrence(rows, cols, mapping):
+def test_ideal_crossbar_reproduces_the_software_recurrence(rows, cols, mapping, row_gains):
     model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
-    programs = map_model(model, [x], rows, cols, 1.1, IDEAL, mapping)
+    programs = map_model(model, [x], rows, cols, 1.1, IDEAL, mapping, row_gains)
     assert all(p.residual == (mapping == "residual") for p in programs)
+    gains = torch.cat([p.row_gain.flatten(0, 1) for p in programs])
+    assert (gains >= 1).all() and ((gains > 1).any() == (row_gains != "none"))
+    assert row_gains == "all" or (gains[:, FIXED_ROWS:] == 1).all()
     assert programs[0].g_plus.shape[1] == (1 if rows == 64 else 3)
     reference = model(x, "recurrent")
     assert torch.allclose(crossbar_logits(model, x, programs, chips=2), reference.expand(2, -1, -1),
@@ -143,7 +149,7 @@ def test_slot_form_holds_every_mapped_cell_and_steps_like_the_dense_tiles():
 
 def test_program_export_round_trip(tmp_path):
     model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
-    programs = map_model(model, [x], 6, 10, 1.1, PRESETS["rram"])
+    programs = map_model(model, [x], 6, 10, 1.1, PRESETS["rram"], "full", "inputs")
     paths = export.save(programs, tmp_path, "rram")
     assert [p.name for p in paths] == ["program.npz", "program.json"]
     loaded = export.load(tmp_path)
@@ -165,6 +171,7 @@ def test_program_export_round_trip(tmp_path):
     ({"tile_rows": 3}, "tile_rows"),
     ({"tile_cols": 5}, "tile_cols"),
     ({"devices": ["sram"]}, "sram"),
+    ({"row_gains": "split"}, "row_gains"),
 ])
 def test_bad_crossbar_params_are_refused(change, message):
     with pytest.raises(ConfigError) as error:
@@ -210,3 +217,68 @@ def test_residual_mapping_shrinks_the_error_of_programming_noise_on_slow_modes()
 
     full, residual = error("full"), error("residual")
     assert residual < full / 3, (full, residual)
+
+
+def test_a_format_1_program_loads_with_unattenuated_rows(tmp_path):
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    programs = map_model(model, [x], 64, 64, 1.1, PRESETS["rram"])
+    export.save(programs, tmp_path, "rram")
+    arrays = dict(np.load(tmp_path / "program.npz"))
+    np.savez_compressed(tmp_path / "program.npz", **{k: v for k, v in arrays.items() if not k.endswith("row_gain")})
+    meta = json.loads((tmp_path / "program.json").read_text())
+    (tmp_path / "program.json").write_text(json.dumps({**meta, "format": 1}))
+    assert all(torch.equal(p.row_gain, torch.ones_like(p.row_scale)) for p in export.load(tmp_path))
+    (tmp_path / "program.json").write_text(json.dumps({**meta, "format": 3}))
+    with pytest.raises(ValueError, match="format 3"):
+        export.load(tmp_path)
+
+
+def test_scaled_row_gains_raise_b_and_d_to_the_column_maximum():
+    model = model64(d_state=4, dt_min=1e-3, dt_max=1e-2)  # slow modes: B̄ ≈ Δ·B ≪ Ā ≈ 1 on the full mapping
+    x = torch.randn(4, 30, 3, dtype=torch.float64)
+    shared, scaled = (map_model(model, [x], 64, 64, 1.1, IDEAL, "full", rows)[0] for rows in ("none", "inputs"))
+    weights = layout(model.blocks[0].ssm, modes_per_tile(64, 64), "full").weights * shared.row_scale[..., None]
+    state_max = weights[..., FIXED_ROWS:, :].abs().amax(-2)
+    for row in range(FIXED_ROWS):  # by hand: min over the row's cells of (column's largest state weight / cell)
+        cells = weights[..., row, :].abs()
+        expected = torch.stack([min(state_max[h, 0, k] / cells[h, 0, k] for k in range(cells.shape[-1])
+                                    if cells[h, 0, k] > 0) for h in range(cells.shape[0])]).clamp_min(1)
+        assert torch.allclose(scaled.row_gain[:, 0, row], expected)
+    assert (scaled.row_gain[:, 0, 0] > 3).all()  # B̄ was a sliver of the range
+    assert torch.equal(scaled.row_gain[..., FIXED_ROWS:], torch.ones_like(scaled.row_gain[..., FIXED_ROWS:]))
+    assert torch.allclose(scaled.gain, shared.gain)  # no column's largest weight moved
+    assert torch.allclose(scaled.g_plus[..., FIXED_ROWS:, :], shared.g_plus[..., FIXED_ROWS:, :])
+    k = scaled.row_gain[..., :FIXED_ROWS, None]
+    assert torch.allclose(scaled.g_plus[..., :FIXED_ROWS, :] - scaled.g_minus[..., :FIXED_ROWS, :],
+                          k * (shared.g_plus[..., :FIXED_ROWS, :] - shared.g_minus[..., :FIXED_ROWS, :]))
+    assert torch.allclose(scaled.per_dac_unit(), shared.per_dac_unit(), rtol=1e-12, atol=0)
+    assert torch.allclose(scaled.read_cells()[..., :FIXED_ROWS, :],  # read at 1/k of the voltage: variance / k²
+                          2 * scaled.present[..., :FIXED_ROWS, :] / k ** 2)
+
+
+def test_scaled_row_gains_divide_the_programming_error_of_b_by_k():
+    model = model64(d_state=4, dt_min=1e-3, dt_max=1e-2)
+    x = torch.randn(4, 30, 3, dtype=torch.float64)
+    device = IDEAL.model_copy(update={"prog_noise": {1.0: [0.02]}, "g_min": 0.2 * IDEAL.g_max})  # 2% of g_max,
+    # far from the clamp at 0
+
+    def error(rows):
+        program = map_model(model, [x], 64, 64, 1.1, device, "full", rows)[0]
+        drawn, _ = Chips(program, device, 64, torch.Generator().manual_seed(0)).weights(1.0)
+        return program, drawn - program.per_dac_unit()
+
+    (_, e_shared), (scaled, e_scaled) = error("none"), error("inputs")
+    assert torch.allclose(e_scaled[..., FIXED_ROWS:, :], e_shared[..., FIXED_ROWS:, :])  # Ā and C: as before
+    k = scaled.row_gain[..., :FIXED_ROWS, None]  # the same draws: every B̄ and D cell's error divided by its k
+    assert torch.allclose(e_shared[..., :FIXED_ROWS, :], k * e_scaled[..., :FIXED_ROWS, :], rtol=1e-9, atol=1e-18)
+    assert (k[:, 0, 0] > 3).all()
+
+
+def test_gains_on_all_rows_raise_every_row_to_its_columns_largest_weight():
+    model, x = model64(), torch.randn(5, 20, 3, dtype=torch.float64)
+    none, every = (map_model(model, [x], 64, 64, 1.1, IDEAL, "residual", rows)[0] for rows in ("none", "all"))
+    assert torch.allclose(every.gain, none.gain)  # the columns' largest weights stay where they were
+    level = (every.g_plus - every.g_minus).abs() / (every.g_max - every.g_min)  # a cell's share of its column's max
+    used = every.present.any(-1)
+    assert torch.allclose(level.amax(-1)[used], torch.ones(()).double())  # every row reaches one column's max
+    assert (every.row_gain[..., FIXED_ROWS:] > 1).any() and torch.allclose(every.per_dac_unit(), none.per_dac_unit())

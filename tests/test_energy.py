@@ -1,6 +1,9 @@
 import pytest
+import torch
 
+from pipeline.analog.mapping import TileProgram
 from pipeline.cost import energy
+from pipeline.steps.evaluate import tile_counts
 
 SHAPE = energy.Shape(d_in=1, classes=2, channels=1, layers=1, mix_out=1, steps=10, live_modes=(1,))
 BITS8 = dict.fromkeys(("act", "coder", "mix"), 8)
@@ -65,3 +68,13 @@ def test_bit_serial_inputs_read_and_convert_once_per_bit():
         k: v for k, v in multibit.items() if k not in ("dac", "adc", "cells")}
     with pytest.raises(ValueError, match="encoding = 'serial'"):
         energy.analog(SHAPE, tiles, BITS8, 4, 8, 0.2, 1e-8, encoding="serial")
+
+
+def test_an_attenuated_row_reads_its_cells_at_a_fraction_of_the_power():
+    g = torch.tensor([[[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]]])  # (H, T, R, K) = (1, 1, 3, 2), siemens
+    ones = torch.ones(1, 1, 3)
+    program = TileProgram(g, 0.5 * g, g > 0, ones, torch.ones(1, 1, 2), torch.ones(1, 1, 2),
+                          torch.zeros(1, 1, 1, dtype=torch.long), 0.0, 10.0, row_gain=torch.tensor([[[2.0, 1.0, 1.0]]]))
+    counts = tile_counts([program])[0]
+    assert counts.conductance == pytest.approx(1.5 * ((1 + 2) / 4 + 3 + 4 + 5 + 6))  # v²G: row 0 at half the voltage
+    assert (counts.rows, counts.cols, counts.tiles) == (3, 2, 1)

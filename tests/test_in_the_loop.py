@@ -25,21 +25,24 @@ from pipeline.training import ClassifierModule, build_module
 
 
 def chip_model(device: str = "ideal", bits: int | None = 6, rows: int = 64, cols: int = 64,
-               mapping: str = "residual", dtype=torch.float32) -> tuple[S4DClassifier, torch.Tensor]:
+               mapping: str = "residual", dtype=torch.float32, row_gains: str = "none"
+               ) -> tuple[S4DClassifier, torch.Tensor]:
     torch.manual_seed(0)
     model = S4DClassifier(3, 5, d_model=4, d_state=12, n_layers=2).to(dtype)
     quantize(model, {"A": 5, "C": 5}, target="deploy")
-    ChipInTheLoop(PRESETS[device].model_dump(), bits, bits, rows, cols, mapping).attach(model)
+    ChipInTheLoop(PRESETS[device].model_dump(), bits, bits, rows, cols, mapping, row_gains=row_gains).attach(model)
     x = torch.randn(7, 20, 3, dtype=dtype)
     calibrate_tiles(model.eval(), [x])
     return model, x
 
 
-@pytest.mark.parametrize("mapping", ["full", "residual"])
+@pytest.mark.parametrize("mapping,row_gains", [("full", "none"), ("residual", "none"), ("full", "inputs"),
+                                               ("residual", "all")])
 @pytest.mark.parametrize("rows,cols", [(64, 64), (6, 10)])  # one tile per channel; 2 modes per tile, 3 tiles
-def test_the_ideal_device_gives_the_chip_models_outputs_exactly(rows, cols, mapping):
-    model, x = chip_model(rows=rows, cols=cols, mapping=mapping)
-    programs = program_all(stored_ranges(model, rows, cols, mapping), PRESETS["ideal"])
+def test_the_ideal_device_gives_the_chip_models_outputs_exactly(rows, cols, mapping, row_gains):
+    model, x = chip_model(rows=rows, cols=cols, mapping=mapping, row_gains=row_gains)
+    programs = program_all(stored_ranges(model, rows, cols, mapping, row_gains), PRESETS["ideal"])
+    assert all(bool((p.row_gain > 1).any()) == (row_gains != "none") for p in programs)
     chips = simulated(model, programs, PRESETS["ideal"], 2, 1.0, 6, 6)(x.repeat(2, 1, 1)).view(2, len(x), -1)
     own = model(x, "chip")
     assert torch.equal(chips[0], own) and torch.equal(chips[1], own)
@@ -128,8 +131,10 @@ def test_a_training_pass_draws_one_time_after_programming_for_all_layers(monkeyp
 
 def test_stored_ranges_refuse_other_tiles_and_none_without_chip():
     model, _ = chip_model()
-    with pytest.raises(ValueError, match="evaluate tile_rows, tile_cols, mapping = \\(32, 64, 'residual'\\)"):
+    with pytest.raises(ValueError, match="mapping, row_gains = \\(32, 64, 'residual', 'none'\\)"):
         stored_ranges(model, 32, 64, "residual")
+    with pytest.raises(ValueError, match="trained in the loop on \\(64, 64, 'residual', 'none'\\)"):
+        stored_ranges(model, 64, 64, "residual", "inputs")
     assert stored_ranges(S4DClassifier(3, 5, d_model=4, d_state=4), 64, 64, "residual") is None
     with pytest.raises(RuntimeError, match="calibrat"):
         fresh = S4DClassifier(3, 5, d_model=4, d_state=4)

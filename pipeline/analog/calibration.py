@@ -61,13 +61,14 @@ Measured = list[tuple[Layout, torch.Tensor, torch.Tensor]]  # per layer: layout,
 
 @torch.no_grad()
 def measure(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float,
-            mapping: str = "full") -> Measured:
-    """Every layer's tile layout (`mapping.MAPPINGS`) and its DAC/ADC full scales, measured with ideal tiles on
-    `batches`; they do not depend on the device, so one measurement serves every device."""
+            mapping: str = "full", row_gains: str = "none") -> Measured:
+    """Every layer's tile layout (`mapping.MAPPINGS`, `mapping.ROW_GAINS`) and its DAC/ADC full scales,
+    measured with ideal tiles on `batches`; they do not depend on the device, so one measurement serves every
+    device."""
     per_tile = modes_per_tile(rows, cols)
     if per_tile < 1:
         raise ValueError(f"tile {rows}×{cols}: too small for one mode (needs ≥ 4 rows and ≥ 6 columns)")
-    layouts = [layout(block.ssm, per_tile, mapping) for block in model.blocks]
+    layouts = [layout(block.ssm, per_tile, mapping, row_gains) for block in model.blocks]
     probes = [_Probe(t) for t in layouts]
     probed = with_layers(model, probes)
     for x in batches:
@@ -80,6 +81,6 @@ def program_all(measured: Measured, device: DeviceConfig) -> list[TileProgram]:
 
 
 def map_model(model: S4DClassifier, batches: Iterable[torch.Tensor], rows: int, cols: int, margin: float,
-              device: DeviceConfig, mapping: str = "full") -> list[TileProgram]:
+              device: DeviceConfig, mapping: str = "full", row_gains: str = "none") -> list[TileProgram]:
     """Tile programs of every layer on `device`: `measure`, then `program_all`."""
-    return program_all(measure(model, batches, rows, cols, margin, mapping), device)
+    return program_all(measure(model, batches, rows, cols, margin, mapping, row_gains), device)

@@ -61,7 +61,8 @@ class Chips:
 
     def weights(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(effective weights (C, H, T, R, K) in signal units per DAC unit, read-noise std per unit (C, H, T, K)):
-        (G+ − G−)·gain, times the global drift compensation Σ|ΔG(min(t, t0))| / Σ|ΔG(t)| of each tile."""
+        (G+ − G−)·gain / k (k the row's attenuation), times the global drift compensation
+        Σ|ΔG(min(t, t0))| / Σ|ΔG(t)| of each tile."""
         def differential(time):
             g = self.conductances(time)
             return g[:, 0] - g[:, 1]
@@ -70,4 +71,5 @@ class Chips:
         reference = differential(min(t, self.device.drift_t0)) if t > self.device.drift_t0 else delta
         compensation = reference.abs().sum((-2, -1)) / delta.abs().sum((-2, -1)).clamp_min(1e-30)
         gain = self.tiles.gain.to(delta) * compensation[..., None]
-        return delta * gain[..., None, :], self.device.read_noise * self.device.g_max * gain
+        attenuation = self.tiles.row_gain.to(delta)[..., None]
+        return delta * gain[..., None, :] / attenuation, self.device.read_noise * self.device.g_max * gain

@@ -3,7 +3,8 @@
 `program.npz` holds, per layer i, `layer{i}/g_plus` and `layer{i}/g_minus` (siemens, (H, T, R, K): channel,
 tile, row, logical column; G+ goes to physical column 2k, G− to 2k + 1), `present` (the cells that exist),
 `row_scale` and `col_scale` (DAC and ADC full scales, in signal units), `gain` (signal units per siemens × DAC
-unit) and `modes` (the S4D mode in each slot, −1 if empty). `program.json` describes the layout in words, and
+unit), `modes` (the S4D mode in each slot, −1 if empty) and `row_gain` (each row is driven at 1/row_gain of the
+DAC's voltage; format 2, 1 everywhere in format-1 files). `program.json` describes the layout in words, and
 says per layer whether the tiles hold Ā − I with the state added back digitally (`residual`).
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from pipeline.analog.mapping import FIXED_ROWS, TileProgram
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)
 
 
 def _labels(slots: int) -> tuple[list[str], list[str]]:
@@ -51,13 +53,17 @@ def load(folder: str | Path) -> list[TileProgram]:
     """The tile programs written by `save`."""
     folder = Path(folder)
     meta = json.loads((folder / "program.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{folder / 'program.json'}: format {meta.get('format')!r}, this loader reads {FORMAT}")
+    if meta.get("format") not in READABLE:
+        raise ValueError(f"{folder / 'program.json'}: format {meta.get('format')!r}, this loader reads {READABLE}")
     with np.load(folder / "program.npz") as arrays:
         def tensor(i, name):
             return torch.from_numpy(arrays[f"layer{i}/{name}"])
 
+        def optional(i, name):
+            return tensor(i, name) if f"layer{i}/{name}" in arrays.files else None
+
         return [TileProgram(**{name: tensor(layer["layer"], name) for name in
                                ("g_plus", "g_minus", "present", "row_scale", "col_scale", "gain", "modes")},
-                            g_min=layer["g_min_S"], g_max=layer["g_max_S"], residual=layer.get("residual", False))
+                            g_min=layer["g_min_S"], g_max=layer["g_max_S"], residual=layer.get("residual", False),
+                            row_gain=optional(layer["layer"], "row_gain"))
                 for layer in meta["layers"]]

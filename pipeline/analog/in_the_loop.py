@@ -31,7 +31,7 @@ from torch import nn
 from pipeline.analog.calibration import Measured, measure
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
-from pipeline.analog.mapping import MAPPINGS, Layout, live_widths, program, tile_matrix
+from pipeline.analog.mapping import Layout, check_mapping, live_widths, program, tile_matrix
 from pipeline.analog.tile_read import reader, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
@@ -40,7 +40,8 @@ from pipeline.model.s4d import S4D
 @dataclass(frozen=True)
 class ChipInTheLoop:
     """The chip a model trains on: the device whose draws it trains under (`DeviceConfig` fields), the converters,
-    the tile size and mapping, the ranges' margin, and the times after programming the draws are taken at."""
+    the tile size and mapping (`mapping`, `row_gains`), the ranges' margin, and the times after programming the
+    draws are taken at."""
 
     device: dict
     dac_bits: int | None = 8
@@ -50,10 +51,10 @@ class ChipInTheLoop:
     mapping: str = "residual"
     range_margin: float = 1.1
     times: tuple[float, ...] = (1.0,)
+    row_gains: str = "none"
 
     def __post_init__(self):
-        if self.mapping not in MAPPINGS:
-            raise ValueError(f"mapping = {self.mapping!r}: allowed {MAPPINGS}")
+        check_mapping(self.mapping, self.row_gains)
         object.__setattr__(self, "times", tuple(self.times))  # a stored list (JSON, YAML) as the tuple it was
         if not self.times or min(self.times) <= 0:
             raise ValueError(f"times = {self.times}: one or more times after programming, each > 0 s")
@@ -130,7 +131,8 @@ class TileArithmetic(nn.Module):
     def layout(self, ssm: S4D) -> Layout:
         """The tiles of `ssm`'s current (Ā, B̄, C, D) in the calibrated slots, differentiable."""
         weights, present = tile_matrix(*ssm.discrete(), self.modes, self.spec.mapping == "residual")
-        return Layout(weights, present, self.modes, residual=self.spec.mapping == "residual")
+        return Layout(weights, present, self.modes, residual=self.spec.mapping == "residual",
+                      row_gains=self.spec.row_gains)
 
     def forward(self, ssm: S4D, u: torch.Tensor) -> torch.Tensor:
         """y (B, H, L) of u (B, H, L): the tiles programmed on one chip (a draw of the training device while
@@ -144,7 +146,7 @@ class TileArithmetic(nn.Module):
         weights, read_std = Chips(programmed, device, 1, generator).weights(self.clock.time(self.training,
                                                                                            self.draws_time))
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
-        cells = {name: value[None, None] for name, value in slot_form(2 * tiles.present.to(u.dtype)).items()}
+        cells = {name: value[None, None] for name, value in slot_form(programmed.read_cells().to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
         jacobian = None
         if self.training:  # back through time along the programmed targets, not the drawn chip's errors
@@ -165,26 +167,30 @@ def calibrate_tiles(model: S4DClassifier, batches) -> None:
     if not layers:
         return
     spec = layers[0].spec
-    measured = measure(model, batches, spec.tile_rows, spec.tile_cols, spec.range_margin, spec.mapping)
+    measured = measure(model, batches, spec.tile_rows, spec.tile_cols, spec.range_margin, spec.mapping,
+                       spec.row_gains)
     for layer, (tiles, rows, cols) in zip(layers, measured):
         layer.set_ranges(tiles.modes, rows, cols)
 
 
 @torch.no_grad()
-def stored_ranges(model: S4DClassifier, tile_rows: int, tile_cols: int, mapping: str) -> Measured | None:
+def stored_ranges(model: S4DClassifier, tile_rows: int, tile_cols: int, mapping: str,
+                  row_gains: str = "none") -> Measured | None:
     """The layouts and converter ranges a model trained in the loop carries (None if it has none), for evaluation
     on tiles of the size and mapping it trained on."""
     layers = tile_layers(model)
     if not layers or not all(layer.calibrated for layer in layers):
         return None
     spec = layers[0].spec
-    trained = (spec.tile_rows, spec.tile_cols, spec.mapping)
-    if trained != (tile_rows, tile_cols, mapping):
-        raise ValueError(f"evaluate tile_rows, tile_cols, mapping = {(tile_rows, tile_cols, mapping)}: the model "
-                         f"trained in the loop on {trained}; evaluate it on those")
+    trained = (spec.tile_rows, spec.tile_cols, spec.mapping, spec.row_gains)
+    if trained != (tile_rows, tile_cols, mapping, row_gains):
+        raise ValueError(f"evaluate tile_rows, tile_cols, mapping, row_gains = "
+                         f"{(tile_rows, tile_cols, mapping, row_gains)}: the model trained in the loop on "
+                         f"{trained}; evaluate it on those")
     measured = []
     for block, layer in zip(model.blocks, layers):
         tiles = layer.layout(block.ssm)
-        measured.append((Layout(tiles.weights.cpu(), tiles.present.cpu(), tiles.modes.cpu(), tiles.residual),
+        measured.append((Layout(tiles.weights.cpu(), tiles.present.cpu(), tiles.modes.cpu(), tiles.residual,
+                                tiles.row_gains),
                          layer.row_scale.cpu(), layer.col_scale.cpu()))
     return measured

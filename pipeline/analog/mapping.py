@@ -18,6 +18,13 @@ hold values of the size of B̄ (both ≈ Δ) instead of ≈ 1, and programming e
 Each signed weight is a differential pair G+ − G− (two physical columns per logical one), scaled per column so
 that the column's largest |weight × row full scale| spans [g_min, g_max]; the column's digital gain undoes the
 scaling after its ADC (so a column of small Ā entries is not drowned by the large C entries).
+
+Row gains (`ROW_GAINS`): a row can be driven at 1/k of the DAC's voltage and its cells programmed k times larger,
+with k ≥ 1 per tile and row the largest factor that leaves every column's largest |w̃| unchanged:
+k = max(1, min over the row's cells of (its column's largest |w̃|) / |w̃|). `inputs` does so for the rows of u_t (B̄)
+and u_{t−1} (D), `all` for every row, `none` for no row. B̄ and D, with the `full` mapping 5–20× smaller than the Ā
+beside them, then span the conductance range instead of a sliver of it, so programming noise, which scales with
+g_max, no longer drowns them. The currents, converters and cells are the same; each row needs its own drive level.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from pipeline.model.s4d import S4D
 
 FIXED_ROWS = 2  # u_t and u_{t−1}
 MAPPINGS = ("full", "residual")
+ROW_GAINS = ("none", "inputs", "all")
 
 
 def modes_per_tile(rows: int, cols: int) -> int:
@@ -40,12 +48,14 @@ def modes_per_tile(rows: int, cols: int) -> int:
 class Layout:
     """The logical real matrices of one layer's tiles: weights (H, T, R, K), the cells that exist, and the S4D
     mode in each slot (H, T, m), −1 where empty. R = 2 + 2m rows, K = 2m + 1 columns (the last one is y);
-    `residual`: the tiles hold Ā − I and the state is added back digitally."""
+    `residual`: the tiles hold Ā − I and the state is added back digitally; `row_gains`: which rows are driven at
+    their own attenuated voltage (`ROW_GAINS`, module docstring)."""
 
     weights: torch.Tensor
     present: torch.Tensor
     modes: torch.Tensor
     residual: bool = False
+    row_gains: str = "none"
 
 
 def slot_modes(B_bar: torch.Tensor, C: torch.Tensor, per_tile: int) -> torch.Tensor:
@@ -108,14 +118,20 @@ def dense(input: torch.Tensor, block: torch.Tensor, out: torch.Tensor, skip: tor
                       torch.cat([state, out.reshape(*lead, 2 * m, 1)], -1)], dim=-2)
 
 
-@torch.no_grad()
-def layout(ssm: S4D, per_tile: int, mapping: str = "full") -> Layout:
+def check_mapping(mapping: str, row_gains: str) -> None:
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping = {mapping!r}: allowed {MAPPINGS}")
+    if row_gains not in ROW_GAINS:
+        raise ValueError(f"row_gains = {row_gains!r}: allowed {ROW_GAINS}")
+
+
+@torch.no_grad()
+def layout(ssm: S4D, per_tile: int, mapping: str = "full", row_gains: str = "none") -> Layout:
+    check_mapping(mapping, row_gains)
     A_bar, B_bar, C, D = (t.detach().cpu() for t in ssm.discrete())
     modes = slot_modes(B_bar, C, per_tile)
     weights, present = tile_matrix(A_bar, B_bar, C, D, modes, mapping == "residual")
-    return Layout(weights, present, modes, residual=mapping == "residual")
+    return Layout(weights, present, modes, residual=mapping == "residual", row_gains=row_gains)
 
 
 @dataclass
@@ -123,7 +139,8 @@ class TileProgram:
     """One layer as programmed: target conductances G+ and G− (siemens, (H, T, R, K)), the cells that exist,
     the full scale of each row's input (H, T, R) and each column's output (H, T, K) in signal units, each
     column's gain (H, T, K) from current (siemens × DAC input in [−1, 1]) back to signal units, the mode
-    of each slot, and whether the state is added back digitally (`Layout.residual`)."""
+    of each slot, whether the state is added back digitally (`Layout.residual`), and each row's attenuation
+    k ≥ 1 (H, T, R): the row is driven at 1/k of the DAC's voltage (1 without row gains)."""
 
     g_plus: torch.Tensor
     g_minus: torch.Tensor
@@ -135,13 +152,24 @@ class TileProgram:
     g_min: float
     g_max: float
     residual: bool = False
+    row_gain: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.row_gain is None:
+            self.row_gain = torch.ones_like(self.row_scale)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
     def per_dac_unit(self) -> torch.Tensor:
-        """The weights the target conductances encode in signal units per DAC unit, (G+ − G−)·gain: (H, T, R, K)."""
-        return (self.g_plus - self.g_minus) * self.gain[..., None, :]
+        """The weights the target conductances encode in signal units per DAC unit, (G+ − G−)·gain / k:
+        (H, T, R, K)."""
+        return (self.g_plus - self.g_minus) * self.gain[..., None, :] / self.row_gain[..., None]
+
+    def read_cells(self) -> torch.Tensor:
+        """Each weight's share of its column's read noise, (H, T, R, K): its two physical cells, read at 1/k of the
+        voltage (variance ∝ v²)."""
+        return 2 * self.present.to(self.row_gain.dtype) / self.row_gain[..., None] ** 2
 
     def weights(self) -> torch.Tensor:
         """The logical weights the program encodes, (H, T, R, K)."""
@@ -160,11 +188,29 @@ class _RoundStraight(torch.autograd.Function):
         return g
 
 
+def attenuations(scaled: torch.Tensor, rows: str) -> torch.Tensor:
+    """k (H, T, R) of tiles w̃ = w × row full scale (H, T, R, K) under row gains `rows` (module docstring): per
+    row, max(1, min over its nonzero cells of the column's largest |w̃| over the cell's |w̃|); 1 on rows without
+    gain. No gradient: k only moves a weight between conductance and voltage."""
+    scaled = scaled.detach().abs()
+    column_max = scaled.amax(dim=-2, keepdim=True)
+    ratio = torch.where(scaled > 0, column_max / scaled.clamp_min(torch.finfo(scaled.dtype).tiny),
+                        torch.full_like(scaled, torch.inf))
+    gain = ratio.amin(dim=-1)
+    gain = torch.where(torch.isfinite(gain), gain, torch.ones_like(gain)).clamp_min(1.0)
+    if rows == "inputs":
+        gain[..., FIXED_ROWS:] = 1.0
+    return gain if rows != "none" else torch.ones_like(gain)
+
+
 def program(tiles: Layout, row_scale: torch.Tensor, col_scale: torch.Tensor, g_min: float, g_max: float,
             levels: int | None = None) -> TileProgram:
-    """Target conductances: w̃ = w × row full scale, normalised by its column's max |w̃|, split into G+ and G−
-    in [g_min, g_max] (the unused one of the pair at g_min), rounded to `levels` if given."""
+    """Target conductances: w̃ = w × row full scale (× k with row gains), normalised by its column's max
+    |w̃|, split into G+ and G− in [g_min, g_max] (the unused one of the pair at g_min), rounded to `levels` if
+    given."""
     scaled = tiles.weights * row_scale[..., None]
+    row_gain = attenuations(scaled, tiles.row_gains)
+    scaled = scaled * row_gain[..., None]
     w_max = scaled.abs().amax(dim=-2).clamp_min(torch.finfo(scaled.dtype).tiny)
     normalised = scaled / w_max[..., None, :]
     span = g_max - g_min
@@ -179,4 +225,4 @@ def program(tiles: Layout, row_scale: torch.Tensor, col_scale: torch.Tensor, g_m
     # a zero weight's ∂ goes to G+ only, so that ∂(G+ − G−)/∂w = span everywhere
     positive, negative = torch.where(normalised >= 0, normalised, zero), torch.where(normalised < 0, -normalised, zero)
     return TileProgram(conductance(positive), conductance(negative), tiles.present, row_scale, col_scale,
-                       w_max / span, tiles.modes, g_min, g_max, tiles.residual)
+                       w_max / span, tiles.modes, g_min, g_max, tiles.residual, row_gain)

@@ -14,7 +14,7 @@ Device non-idealities (drawn once per chip, then evaluated at a time t after pro
     drift        G(t) = G·(max(t, t0)/t0)^(−ν),  ν ~ N(ν̄, σ_ν) ≥ 0 per cell
     faults       stuck at g_min or g_max with the device's rates
     IR drop      G·(1 − ir_drop·d), d ∈ [0, 1] the cell's distance from the row driver and the column's ADC
-    read noise   per read and cell, std read_noise·g_max (added to each column current)
+    read noise   per read and cell, std read_noise·g_max·v (added to each column current; v the row's voltage)
 Global drift compensation scales each tile's output by Σ|G+ − G−| at min(t, t0) over the same at t.
 Mixing layers, norms, pooling and decoder stay digital, at the precision the model was trained with.
 """
@@ -38,7 +38,7 @@ class CrossbarSSM(nn.Module):
         super().__init__()
         for name, value in slot_form(weights).items():
             self.register_buffer(f"w_{name}", value.unsqueeze(1))
-        for name, value in slot_form(2 * tiles.present.to(weights.dtype)).items():
+        for name, value in slot_form(tiles.read_cells().to(weights.dtype)).items():
             self.register_buffer(f"cells_{name}", value[None, None])
         self.read_noise = bool(read_std.any())
         self.register_buffer("read_std", read_std.unsqueeze(1))

@@ -48,8 +48,10 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
     and time as each finishes."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
-    measured = stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping) or measure(
-        model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin, settings.mapping)
+    measured = stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping,
+                             settings.row_gains) or measure(model, calibration, settings.tile_rows,
+                                                             settings.tile_cols, settings.range_margin,
+                                                             settings.mapping, settings.row_gains)
     for name, device in settings.device_settings().items():
         programs[name] = program_all(measured, device)
         curves[name] = {}
@@ -67,12 +69,14 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
 
 
 def tile_counts(programs: Iterable[TileProgram]) -> list[energy.Tiles]:
-    """Per layer: DAC rows and ADC columns in use, Σ(G+ + G−), tiles in use."""
+    """Per layer: DAC rows and ADC columns in use, Σ(G+ + G−)/k² (k a row's attenuation: the read power of a
+    cell is v²·G), tiles in use."""
     counts = []
     for p in programs:
         used = p.present.any(-1).any(-1)
         counts.append(energy.Tiles(rows=int(p.present.any(-1).sum()), cols=int(p.present.any(-2).sum()),
-                                   conductance=float((p.g_plus + p.g_minus).sum()), tiles=int(used.sum())))
+                                   conductance=float(((p.g_plus + p.g_minus) / p.row_gain[..., None] ** 2).sum()),
+                                   tiles=int(used.sum())))
     return counts
 
 
@@ -117,7 +121,7 @@ def model_energy(module: ClassifierModule, calibration: list[torch.Tensor], step
     """Energy per inference (pJ) of `module` mapped onto the chip of the first device in `settings`."""
     model = module.model.eval()
     measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
-                       settings.mapping)
+                       settings.mapping, settings.row_gains)
     device = next(iter(settings.device_settings().values()))
     return energy_metrics(module, program_all(measured, device), steps, settings)[0]["energy/pj_per_inference"]
 
