@@ -243,6 +243,9 @@ class PruneConfig(Schedule):
 class FinetuneConfig(Schedule):
     """Noise-aware fine-tuning, and the noise-robustness curve of the float, QAT and fine-tuned models."""
 
+    target: Literal["noise", "chip"] = Field(
+        "noise", description="noise: Gaussian weight noise of σ_rel `sigma` on every crossbar-mapped tensor (QS4D); "
+        "chip: on evaluate's tiles under draws of qat.chip_device at qat.chip_times, quantized as deploy at qat.bits")
     sigma: float = Field(0.02, ge=0, le=1, description="σ_rel of the training noise, relative to max − min")
     mixing_noise: bool = False
     epochs: int = Field(3, ge=1)
@@ -381,7 +384,7 @@ class Config(Section):
     @model_validator(mode="after")
     def _check_chip(self) -> Config:
         allowed = sorted(self.evaluate.known_devices())
-        if self.qat.target == "chip" and self.qat.chip_device not in allowed:
+        if "chip" in (self.qat.target, self.finetune.target) and self.qat.chip_device not in allowed:
             raise ValueError(f"qat.chip_device = {self.qat.chip_device!r}: allowed {allowed} (presets and "
                              "evaluate.custom_devices)")
         return self

@@ -163,9 +163,33 @@ def test_qat_target_chip_trains_on_the_tiles_and_evaluates_on_its_own_ranges(tin
     assert tuned.eval_mode == "chip" and not noise_modules(tuned.model)  # the chip's draws are its noise
 
 
+def test_finetune_target_chip_moves_a_paper_model_onto_the_tiles(tiny, tmp_path):
+    config = parse({**TINY, "qat": {"chip_device": "rram", "bits": {"all": 6}, "epochs": 1},
+                    "finetune": {**TINY["finetune"], "target": "chip"},
+                    "evaluate": {**TINY["evaluate"], "devices": ["ideal", "rram"], "dac_bits": 6, "adc_bits": 6,
+                                 "chips": 1}, "tracking": tiny.tracking.model_dump()}, base=tmp_path)
+    data.prepare(config, tmp_path / "prepared")
+    float_module = build_module(config, read_meta(tmp_path / "prepared"), config.pretrain)
+    paper, _ = compare(float_module, config, tmp_path / "prepared", tmp_path / "qat")
+    assert paper.chip is None and paper.quantization.target == "paper"
+    tuned, metrics = finetune(paper, config, tmp_path / "prepared", tmp_path / "finetune")
+    assert tuned.eval_mode == tuned.train_mode == "chip" and tuned.quantization.target == "deploy"
+    assert tuned.quantization.bits == paper.quantization.bits and tuned.chip.dac_bits == 6
+    assert tuned.chip.device["read_noise"] == PRESETS["rram"].read_noise and not noise_modules(tuned.model)
+    reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "finetune" / "best.ckpt")
+    x, y = load_split(tmp_path / "prepared", "test").tensors
+    x, y = x[:100], y[:100]
+    curves, _ = crossbar_accuracy(reloaded, x, y, [x[:8]], config.evaluate)
+    assert curves["ideal"]["1s"]["mean"] == accuracy(reloaded.model, x, y, "chip") and "test/acc" in metrics
+
+
 def test_chip_device_is_a_known_device_with_its_overrides():
     with pytest.raises(ConfigError, match="qat.chip_device = 'reram'.*allowed \\['ideal', 'pcm', 'rram'\\]"):
         parse({**TINY, "qat": {"target": "chip", "chip_device": "reram"}})
+    with pytest.raises(ConfigError, match="qat.chip_device = 'reram'"):
+        parse({**TINY, "qat": {"chip_device": "reram"}, "finetune": {"target": "chip"}})
+    with pytest.raises(ConfigError, match="finetune.*target"):
+        parse({**TINY, "finetune": {"target": "gaussian"}})
     config = parse({**TINY, "qat": {"target": "chip", "chip_device": "rram"},
                     "evaluate": {"devices": ["rram"], "device_overrides": {"rram": {"read_noise": 0.03}}}})
     assert config.chip_device().read_noise == 0.03 and config.chip_device().g_max == PRESETS["rram"].g_max

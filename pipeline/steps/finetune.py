@@ -1,4 +1,5 @@
-"""Noise-aware fine-tuning and the robustness curve: test accuracy under analog weight noise of growing σ_rel."""
+"""Fine-tuning for the crossbar, under Gaussian weight noise (QS4D) or on the chip's tiles under device draws, and
+the robustness curve: test accuracy under analog weight noise of growing σ_rel."""
 from __future__ import annotations
 
 import statistics
@@ -14,6 +15,7 @@ from pipeline.config import Config, FinetuneConfig
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_noise_robustness
 from pipeline.scoring import accuracy
+from pipeline.steps.qat import on_chip
 from pipeline.training import ClassifierModule, fit
 
 WORKDIR = Path("runs/finetune")
@@ -29,11 +31,18 @@ def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = Fals
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
              settings: FinetuneConfig | None = None,
              logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
-    """Train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor; noise-free validation. A model
-    trained on the crossbar's tiles (`qat.target: chip`) trains on them again under its device's draws instead:
-    weight noise on top would count the device's error twice (and push slow modes of Ā off the unit disc)."""
+    """`settings.target` `noise`: train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor,
+    noise-free validation. `chip`: train on the crossbar's tiles under draws of the chip device (`steps.qat.on_chip`),
+    validated on the ideal device. A model trained on the tiles already (`qat.target: chip`) trains on them again
+    whatever the target: weight noise on top would count the device's error twice (and push slow modes of Ā off the
+    unit disc)."""
     settings = settings or config.finetune
-    trainee = module if module.chip is not None else noisy_copy(module, settings.sigma, settings.mixing_noise)
+    if module.chip is not None:
+        trainee = module
+    elif settings.target == "chip":
+        trainee = on_chip(module, config)
+    else:
+        trainee = noisy_copy(module, settings.sigma, settings.mixing_noise)
     return fit(trainee, config, settings, data_dir, workdir, logger)
 
 
@@ -73,5 +82,6 @@ def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: P
         tracked.log_artifact(stage.write_metrics(robustness_metrics, curves))
         tracked.log_artifact(plot_noise_robustness(curves, plot))
         worst = f"{max(settings.eval_sigmas):g}"
-        print(f"finetune (σ_rel {settings.sigma:g}): noise-free test/acc {values['test/acc']:.4f}; at σ_rel {worst}: "
+        how = f"σ_rel {settings.sigma:g}" if tuned.chip is None else f"on {config.qat.chip_device} tiles"
+        print(f"finetune ({how}): noise-free test/acc {values['test/acc']:.4f}; at σ_rel {worst}: "
               + ", ".join(f"{n} {c[worst]['mean']:.4f}±{c[worst]['std']:.4f}" for n, c in curves.items()))

@@ -31,6 +31,13 @@ def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
                          e.mapping, e.range_margin, tuple(qat.chip_times), e.row_gains)
 
 
+def on_chip(module: ClassifierModule, config: Config) -> ClassifierModule:
+    """`module` (its weights and pruning masks) rebuilt to train on the chip `qat.target: chip` trains on: deploy
+    quantization at `qat.bits`, `evaluate`'s tiles, draws of `qat.chip_device` at `qat.chip_times`."""
+    qat = config.qat.model_copy(update={"target": "chip"})
+    return module.rebuilt(quant=quantization(qat), chip=in_the_loop(config, qat))
+
+
 def quantized_copy(float_module: ClassifierModule, qat: QatConfig,
                    chip: ChipInTheLoop | None = None) -> ClassifierModule:
     """A quantized classifier holding `float_module`'s weights, to be evaluated as is (PTQ) or trained (QAT) with
