@@ -30,8 +30,8 @@ TINY = {
     "finetune": {"epochs": 1, "eval_sigmas": [0.0, 0.05], "draws": 2},
     "evaluate": {"chips": 2, "times": [1.0, 86400.0], "test_samples": 100,
                  # the keys the qat stage tracks for target chip (DVC needs them in params.yaml); defaults
-                 "dac_bits": 8, "adc_bits": 8, "tile_rows": 64, "tile_cols": 64, "mapping": "residual", "row_gains": "none",
-                 "range_margin": 1.1, "custom_devices": {}, "device_overrides": {}},
+                 "dac_bits": 8, "adc_bits": 8, "tile_rows": 64, "tile_cols": 64, "mapping": "residual",
+                 "row_gains": "none", "range_margin": 1.1, "custom_devices": {}, "device_overrides": {}},
     "sweep_bits": {"components": ["all", "state"], "bits": [2], "epochs": 1},
 }
 
