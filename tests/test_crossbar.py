@@ -10,7 +10,7 @@ from pipeline.analog import export
 from pipeline.analog.calibration import map_model
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS, DeviceConfig
-from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile
+from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile, tensor_cells
 from pipeline.analog.simulator import CrossbarSSM, simulated
 from pipeline.analog.tile_read import convert, slot_form
 from pipeline.config import ConfigError, parse
@@ -282,3 +282,16 @@ def test_gains_on_all_rows_raise_every_row_to_its_columns_largest_weight():
     used = every.present.any(-1)
     assert torch.allclose(level.amax(-1)[used], torch.ones(()).double())  # every row reaches one column's max
     assert (every.row_gain[..., FIXED_ROWS:] > 1).any() and torch.allclose(every.per_dac_unit(), none.per_dac_unit())
+
+
+def test_tensor_cells_name_every_mapped_cell_once():
+    model = model64()
+    tiles = layout(model.blocks[0].ssm, 2, "residual")  # 2 modes per tile: 6 rows, 5 columns
+    masks = tensor_cells(*tiles.weights.shape[-2:])
+    assert sum(m.int() for m in masks.values()).max() == 1  # no cell in two tensors
+    covered = torch.stack(list(masks.values())).any(0)
+    assert not (tiles.present & ~covered).any()  # every present cell in one
+    A_bar, B_bar, C, D = model.blocks[0].ssm.discrete()
+    n = int(tiles.modes[0, 0, 0])
+    assert tiles.weights[0, 0][masks["B_bar"]][0] == B_bar[0, n].real  # slot 0's Re B̄
+    assert tiles.weights[0, 0][masks["D"]] == D[0] and tiles.weights[0, 0][masks["C"]][0] == 2 * C[0, n].real

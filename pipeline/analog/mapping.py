@@ -82,6 +82,14 @@ def live_widths(live: torch.Tensor) -> list[int]:
     return [max(2, 1 << (n - 1).bit_length()) for n in used]
 
 
+def tensor_cells(rows: int, cols: int) -> dict[str, torch.Tensor]:
+    """Which cells of a rows × cols logical tile (R = 2 + 2m, K = 2m + 1) hold which S4D tensor: boolean (R, K)
+    masks for B̄ (row u_t), D (row u_{t−1}, column y), Ā (the state block; Ā − I with `residual`) and C (column y)."""
+    row, col = torch.arange(rows)[:, None], torch.arange(cols)[None, :]
+    state, y = row >= FIXED_ROWS, col == cols - 1
+    return {"B_bar": (row == 0) & ~y, "D": (row == 1) & y, "A_bar": state & ~y, "C": state & y}
+
+
 def tile_matrix(A_bar: torch.Tensor, B_bar: torch.Tensor, C: torch.Tensor, D: torch.Tensor, modes: torch.Tensor,
                 residual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights (H, T, R, K), the cells that exist) of the tiles holding `modes` (see the module docstring);
