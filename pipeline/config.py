@@ -245,7 +245,10 @@ class FinetuneConfig(Schedule):
 
     target: Literal["noise", "chip"] = Field(
         "noise", description="noise: Gaussian weight noise of σ_rel `sigma` on every crossbar-mapped tensor (QS4D); "
-        "chip: on evaluate's tiles under draws of qat.chip_device at qat.chip_times, quantized as deploy at qat.bits")
+        "chip: on evaluate's tiles under draws of qat.chip_device at qat.chip_times, quantized as deploy at chip_bits")
+    chip_bits: dict[str, int | None] | None = Field(
+        None, description="target chip: the deploy bits per component (null: qat.bits); e.g. 8-bit Ā for a model "
+        "whose QAT quantized A to 1 bit")
     sigma: float = Field(0.02, ge=0, le=1, description="σ_rel of the training noise, relative to max − min")
     mixing_noise: bool = False
     epochs: int = Field(3, ge=1)
@@ -254,6 +257,15 @@ class FinetuneConfig(Schedule):
     eval_sigmas: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], min_length=1)
     draws: int = Field(5, ge=1, description="noise draws per σ of the robustness curve")
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.chip_bits is not None:
+            try:
+                check_bits(self.chip_bits)
+            except ValueError as error:
+                raise ValueError(f"chip_bits: {error}") from None
+        return self
 
 
 class EvaluateConfig(Section):

@@ -20,7 +20,7 @@ from pipeline.quant import quantize
 from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, range_batches
 from pipeline.steps.finetune import finetune
-from pipeline.steps.qat import compare
+from pipeline.steps.qat import compare, on_chip
 from pipeline.training import ClassifierModule, build_module
 
 
@@ -181,6 +181,18 @@ def test_finetune_target_chip_moves_a_paper_model_onto_the_tiles(tiny, tmp_path)
     x, y = x[:100], y[:100]
     curves, _ = crossbar_accuracy(reloaded, x, y, [x[:8]], config.evaluate)
     assert curves["ideal"]["1s"]["mean"] == accuracy(reloaded.model, x, y, "chip") and "test/acc" in metrics
+
+
+def test_chip_fine_tuning_takes_its_own_deploy_bits():
+    config = parse({**TINY, "qat": {"chip_device": "rram", "bits": {"all": 8, "A": 1}},
+                    "finetune": {**TINY["finetune"], "target": "chip", "chip_bits": {"all": 8, "mix": 2}}})
+    torch.manual_seed(0)
+    paper = ClassifierModule(1, 10, config.model.model_dump(), config.pretrain.model_dump(),
+                             quant={"target": "paper", "bits": config.qat.bits})
+    assert on_chip(paper, config, config.finetune.chip_bits).quantization.bits == {"all": 8, "mix": 2}
+    assert on_chip(paper, config).quantization.bits == {"all": 8, "A": 1}
+    with pytest.raises(ConfigError, match="chip_bits"):
+        parse({**TINY, "finetune": {"chip_bits": {"B": 3}}})
 
 
 def test_chip_device_is_a_known_device_with_its_overrides():

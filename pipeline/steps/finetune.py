@@ -32,7 +32,8 @@ def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, wor
              settings: FinetuneConfig | None = None,
              logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     """`settings.target` `noise`: train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor,
-    noise-free validation. `chip`: train on the crossbar's tiles under draws of the chip device (`steps.qat.on_chip`),
+    noise-free validation. `chip`: train on the crossbar's tiles under draws of the chip device, quantized as deploy
+    at `settings.chip_bits` (`steps.qat.on_chip`),
     validated on the ideal device. A model trained on the tiles already (`qat.target: chip`) trains on them again
     whatever the target: weight noise on top would count the device's error twice (and push slow modes of Ā off the
     unit disc)."""
@@ -40,7 +41,7 @@ def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, wor
     if module.chip is not None:
         trainee = module
     elif settings.target == "chip":
-        trainee = on_chip(module, config)
+        trainee = on_chip(module, config, settings.chip_bits)
     else:
         trainee = noisy_copy(module, settings.sigma, settings.mixing_noise)
     return fit(trainee, config, settings, data_dir, workdir, logger)

@@ -31,10 +31,10 @@ def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
                          e.mapping, e.range_margin, tuple(qat.chip_times), e.row_gains)
 
 
-def on_chip(module: ClassifierModule, config: Config) -> ClassifierModule:
+def on_chip(module: ClassifierModule, config: Config, bits: dict | None = None) -> ClassifierModule:
     """`module` (its weights and pruning masks) rebuilt to train on the chip `qat.target: chip` trains on: deploy
-    quantization at `qat.bits`, `evaluate`'s tiles, draws of `qat.chip_device` at `qat.chip_times`."""
-    qat = config.qat.model_copy(update={"target": "chip"})
+    quantization at `bits` (None: `qat.bits`), `evaluate`'s tiles, draws of `qat.chip_device` at `qat.chip_times`."""
+    qat = config.qat.model_copy(update={"target": "chip", "bits": config.qat.bits if bits is None else bits})
     return module.rebuilt(quant=quantization(qat), chip=in_the_loop(config, qat))
 
 
