@@ -17,15 +17,14 @@ from pathlib import Path
 import torch
 from bench_config import Report, load_preset
 
-from pipeline.analog.calibration import measure, program_all
+from pipeline.analog.calibration import program_all
 from pipeline.analog.device_model import Chips
-from pipeline.analog.in_the_loop import stored_ranges
 from pipeline.analog.mapping import tensor_cells
 from pipeline.analog.simulator import CrossbarSSM
 from pipeline.analog.tile_read import with_layers
 from pipeline.data.datamodule import load_split
 from pipeline.scoring import accuracy, copy_accuracies
-from pipeline.steps.evaluate import duration, range_batches
+from pipeline.steps.evaluate import duration, range_batches, tile_ranges
 from pipeline.training import ClassifierModule
 
 
@@ -49,10 +48,8 @@ def main() -> None:
     model = module.model.to(on).eval()
     x, y = load_split(args.data, "test").tensors
     x, y = x[:args.test_samples or settings.test_samples], y[:args.test_samples or settings.test_samples]
-    measured = stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping, settings.row_gains) \
-        or measure(model, range_batches(load_split(args.data, "train").tensors[0], settings.batch_size),
-                   settings.tile_rows, settings.tile_cols, settings.range_margin, settings.mapping, settings.row_gains)
-    programs = program_all(measured, device)
+    calibration = range_batches(load_split(args.data, "train").tensors[0], settings.batch_size)
+    programs = program_all(tile_ranges(model, calibration, settings), device)
     report = Report(args.out, checkpoint=str(args.checkpoint), chip_device=args.device, chips=args.chips,
                     test_samples=len(x), software_acc=accuracy(model, x, y, module.eval_mode))
 

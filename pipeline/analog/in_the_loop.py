@@ -23,7 +23,7 @@ them instead of measuring again, so on the ideal device the simulator gives exac
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -190,7 +190,7 @@ def stored_ranges(model: S4DClassifier, tile_rows: int, tile_cols: int, mapping:
     measured = []
     for block, layer in zip(model.blocks, layers):
         tiles = layer.layout(block.ssm)
-        measured.append((Layout(tiles.weights.cpu(), tiles.present.cpu(), tiles.modes.cpu(), tiles.residual,
-                                tiles.row_gains),
+        measured.append((replace(tiles, weights=tiles.weights.cpu(), present=tiles.present.cpu(),
+                                 modes=tiles.modes.cpu()),
                          layer.row_scale.cpu(), layer.col_scale.cpu()))
     return measured

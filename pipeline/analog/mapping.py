@@ -200,6 +200,8 @@ def attenuations(scaled: torch.Tensor, rows: str) -> torch.Tensor:
     """k (H, T, R) of tiles w̃ = w × row full scale (H, T, R, K) under row gains `rows` (module docstring): per
     row, max(1, min over its nonzero cells of the column's largest |w̃| over the cell's |w̃|); 1 on rows without
     gain. No gradient: k only moves a weight between conductance and voltage."""
+    if rows == "none":
+        return torch.ones_like(scaled[..., 0])
     scaled = scaled.detach().abs()
     column_max = scaled.amax(dim=-2, keepdim=True)
     ratio = torch.where(scaled > 0, column_max / scaled.clamp_min(torch.finfo(scaled.dtype).tiny),
@@ -208,7 +210,7 @@ def attenuations(scaled: torch.Tensor, rows: str) -> torch.Tensor:
     gain = torch.where(torch.isfinite(gain), gain, torch.ones_like(gain)).clamp_min(1.0)
     if rows == "inputs":
         gain[..., FIXED_ROWS:] = 1.0
-    return gain if rows != "none" else torch.ones_like(gain)
+    return gain
 
 
 def program(tiles: Layout, row_scale: torch.Tensor, col_scale: torch.Tensor, g_min: float, g_max: float,

@@ -12,7 +12,7 @@ import torch
 
 from pipeline import stage, tracking
 from pipeline.analog import export
-from pipeline.analog.calibration import measure, program_all
+from pipeline.analog.calibration import Measured, measure, program_all
 from pipeline.analog.in_the_loop import stored_ranges
 from pipeline.analog.mapping import TileProgram
 from pipeline.analog.simulator import simulated
@@ -20,6 +20,7 @@ from pipeline.config import Config, EvaluateConfig
 from pipeline.cost import energy
 from pipeline.cost.proxies import widths
 from pipeline.data.datamodule import load_split
+from pipeline.model import S4DClassifier
 from pipeline.plots import plot_crossbar_accuracy, plot_energy
 from pipeline.scoring import accuracy, copy_accuracies
 from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
@@ -40,6 +41,14 @@ def range_batches(train_x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return list(train_x[:CALIBRATION_BATCHES * batch_size].split(batch_size))
 
 
+def tile_ranges(model: S4DClassifier, calibration: list[torch.Tensor], settings: EvaluateConfig) -> Measured:
+    """The tile layouts and converter ranges `model` is evaluated with: those it trained in the loop with, else
+    measured on `calibration`."""
+    return stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping, settings.row_gains) or \
+        measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin, settings.mapping,
+                settings.row_gains)
+
+
 @torch.no_grad()
 def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, calibration: list[torch.Tensor],
                       settings: EvaluateConfig, seed: int = 0, on: str = "cpu"
@@ -48,10 +57,7 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
     and time as each finishes."""
     model = module.model.to(on).eval()
     curves, programs = {}, {}
-    measured = stored_ranges(model, settings.tile_rows, settings.tile_cols, settings.mapping,
-                             settings.row_gains) or measure(model, calibration, settings.tile_rows,
-                                                             settings.tile_cols, settings.range_margin,
-                                                             settings.mapping, settings.row_gains)
+    measured = tile_ranges(model, calibration, settings)
     for name, device in settings.device_settings().items():
         programs[name] = program_all(measured, device)
         curves[name] = {}
