@@ -149,6 +149,12 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     simulator.write_text(simulator.read_text().removesuffix("\n# changed\n"))
     assert stale(project) == set()
 
+    chip_key = good.replace("tile_rows: 64", "tile_rows: 32")  # read by chip QAT and chip fine-tuning, not by prune
+    (project / "params.yaml").write_text(chip_key)
+    assert stale(project) == {"check_params", "qat", "finetune", "evaluate", "report"}
+    (project / "params.yaml").write_text(good)
+    assert stale(project) == set()
+
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["finetune"]["epochs"], params["sweep_bits"]["bits"] = 2, [3]  # two branches of the chain
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
