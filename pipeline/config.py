@@ -209,6 +209,9 @@ class QatConfig(Schedule, QuantConfig):
     chip_times: list[Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: [1.0], min_length=1, description="s after programming of the chips drawn while "
         "training: one per training pass, uniformly from the list (e.g. [1, 86400, 31536000] against drift)")
+    chip_validation: Literal["ideal", "drawn"] = Field(
+        "ideal", description="chip QAT and fine-tuning: the chips that validation (checkpoint choice) runs on; "
+        "ideal: the model's software accuracy; drawn: one draw of chip_device per validation batch, fixed seeds")
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-3, gt=0)
     train_mode: Literal["conv", "recurrent"] = Field(

@@ -8,7 +8,7 @@ from pipeline import data
 from pipeline.analog.calibration import program_all
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
-from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, stored_ranges
+from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, drawn_chips, stored_ranges
 from pipeline.analog.noise import noise_modules
 from pipeline.analog.simulator import simulated
 from pipeline.analog.tile_read import convert
@@ -20,7 +20,7 @@ from pipeline.quant import quantize
 from pipeline.scoring import accuracy
 from pipeline.steps.evaluate import crossbar_accuracy, range_batches
 from pipeline.steps.finetune import finetune
-from pipeline.steps.qat import compare, on_chip
+from pipeline.steps.qat import compare, in_the_loop, on_chip
 from pipeline.training import ClassifierModule, build_module
 
 
@@ -102,6 +102,29 @@ def test_training_draws_a_chip_each_pass_and_validation_uses_the_ideal_device():
     assert not torch.equal(model(x, "chip"), model(x, "chip"))
     model.eval()
     assert torch.equal(model(x, "chip"), model(x, "chip"))
+
+
+def test_drawn_validation_runs_one_fixed_chip_per_seed_and_leaves_the_training_stream_alone():
+    model, x = chip_model("rram")
+    model.eval()
+    ideal = model(x, "chip")
+    torch.manual_seed(5)
+    stream = torch.get_rng_state()
+    with torch.no_grad(), drawn_chips(model, 3):
+        first = model(x, "chip")
+    assert torch.equal(torch.get_rng_state(), stream)  # training's random stream is where it was
+    with torch.no_grad(), drawn_chips(model, 3):
+        again = model(x, "chip")
+    with torch.no_grad(), drawn_chips(model, 4):
+        other = model(x, "chip")
+    assert torch.equal(first, again) and not torch.equal(first, other) and not torch.equal(first, ideal)
+    assert torch.equal(model(x, "chip"), ideal)  # the ideal device again after the block
+    config = parse({**TINY, "qat": {"target": "chip", "chip_device": "rram", "chip_validation": "drawn"}})
+    assert in_the_loop(config, config.qat).validation == "drawn"
+    with pytest.raises(ConfigError, match="chip_validation"):
+        parse({**TINY, "qat": {"chip_validation": "chips"}})
+    with pytest.raises(ValueError, match="validation = 'chips'"):
+        ChipInTheLoop(PRESETS["rram"].model_dump(), validation="chips")
 
 
 def test_a_training_pass_draws_one_time_after_programming_for_all_layers(monkeypatch):

@@ -5,8 +5,8 @@ In execution mode `chip` an S4D layer runs the simulator's arithmetic (simulator
     (Ā, B̄, C, D) → tile matrix (mapping.tile_matrix, the slots of the last calibration)
                  → conductances (mapping.program on the device; level rounding straight-through)
                  → one chip drawn from the device while training (device_model.Chips), at a time after
-                   programming drawn per pass from `times` and shared by the model's layers; the ideal device
-                   for validation and test
+                   programming drawn per pass from `times` and shared by the model's layers; for test the
+                   ideal device, for validation too or (`validation: drawn`) one fixed draw per batch
                  → the step loop with DACs and ADCs (tile_read; straight-through inside the full scale, zero
                    gradient where a converter clips), back-propagated through time: on GPUs one Triton kernel
                    per tile index forward and one backward (tile_kernel), elsewhere autograd through the loop.
@@ -23,6 +23,8 @@ them instead of measuring again, so on the ideal device the simulator gives exac
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -36,12 +38,15 @@ from pipeline.analog.tile_read import reader, slot_form
 from pipeline.model import S4DClassifier
 from pipeline.model.s4d import S4D
 
+VALIDATION_CHIPS = ("ideal", "drawn")
+
 
 @dataclass(frozen=True)
 class ChipInTheLoop:
     """The chip a model trains on: the device whose draws it trains under (`DeviceConfig` fields), the converters,
-    the tile size and mapping (`mapping`, `row_gains`), the ranges' margin, and the times after programming the
-    draws are taken at."""
+    the tile size and mapping (`mapping`, `row_gains`), the ranges' margin, the times after programming the
+    draws are taken at, and the chips validation runs on (`validation`: `ideal`, the model's software accuracy;
+    `drawn`, one chip of the device per validation batch, the same chips at every validation)."""
 
     device: dict
     dac_bits: int | None = 8
@@ -52,9 +57,12 @@ class ChipInTheLoop:
     range_margin: float = 1.1
     times: tuple[float, ...] = (1.0,)
     row_gains: str = "none"
+    validation: str = "ideal"
 
     def __post_init__(self):
         check_mapping(self.mapping, self.row_gains)
+        if self.validation not in VALIDATION_CHIPS:
+            raise ValueError(f"validation = {self.validation!r}: allowed {VALIDATION_CHIPS}")
         object.__setattr__(self, "times", tuple(self.times))  # a stored list (JSON, YAML) as the tuple it was
         if not self.times or min(self.times) <= 0:
             raise ValueError(f"times = {self.times}: one or more times after programming, each > 0 s")
@@ -79,13 +87,14 @@ class ChipInTheLoop:
 
 class ProgrammingClock:
     """The time after programming of the chip one training pass draws, shared by a model's layers: uniform over
-    `times` from torch's global generator (with a single time, no draw: the generator's stream is untouched)."""
+    `times` from torch's global generator (with a single time, no draw: the generator's stream is untouched).
+    `drawn` is set while passes outside training draw chips too (`drawn_chips`)."""
 
     def __init__(self, times: tuple[float, ...]):
-        self.times, self.now = times, times[0]
+        self.times, self.now, self.drawn = times, times[0], False
 
     def time(self, training: bool, draws: bool) -> float:
-        """A training pass's time (drawn anew by the layer that `draws`); outside training the first time."""
+        """A drawing pass's time (drawn anew by the layer that `draws`); otherwise the first time."""
         if not training:
             return self.times[0]
         if draws and len(self.times) > 1:
@@ -139,12 +148,12 @@ class TileArithmetic(nn.Module):
         training, the ideal device otherwise), read step by step through the converters."""
         if not self.calibrated:
             raise RuntimeError("chip mode before calibration: run calibrate_tiles on a few training batches first")
-        device = self.device if self.training else PRESETS["ideal"]
+        drawn = self.training or self.clock.drawn
+        device = self.device if drawn else PRESETS["ideal"]
         tiles = self.layout(ssm)
         programmed = program(tiles, self.row_scale, self.col_scale, device.g_min, device.g_max, device.levels)
-        generator = None if self.training else torch.Generator(u.device).manual_seed(0)
-        weights, read_std = Chips(programmed, device, 1, generator).weights(self.clock.time(self.training,
-                                                                                           self.draws_time))
+        generator = None if drawn else torch.Generator(u.device).manual_seed(0)
+        weights, read_std = Chips(programmed, device, 1, generator).weights(self.clock.time(drawn, self.draws_time))
         w = {name: value.to(u.dtype).unsqueeze(1) for name, value in slot_form(weights).items()}
         cells = {name: value[None, None] for name, value in slot_form(programmed.read_cells().to(u.dtype)).items()}
         noise = read_std.to(u.dtype).unsqueeze(1) if device.read_noise > 0 else None
@@ -157,6 +166,24 @@ class TileArithmetic(nn.Module):
 
 def tile_layers(model: S4DClassifier) -> list[TileArithmetic]:
     return [block.ssm.chip for block in model.blocks if isinstance(getattr(block.ssm, "chip", None), TileArithmetic)]
+
+
+@contextmanager
+def drawn_chips(model: S4DClassifier, seed: int) -> Iterator[None]:
+    """Passes of `model` outside training inside this block run on a chip drawn as in training (device errors,
+    time after programming, read noise), from torch's generators seeded with `seed` and restored afterwards: the
+    same seed, the same chip, and the training's random stream untouched."""
+    layers = tile_layers(model)
+    devices = [p.device for p in model.parameters() if p.is_cuda][:1]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for layer in layers:
+            layer.clock.drawn = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.clock.drawn = False
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
         return None
     e = config.evaluate
     return ChipInTheLoop(config.chip_device().model_dump(mode="json"), e.dac_bits, e.adc_bits, e.tile_rows, e.tile_cols,
-                         e.mapping, e.range_margin, tuple(qat.chip_times), e.row_gains)
+                         e.mapping, e.range_margin, tuple(qat.chip_times), e.row_gains, qat.chip_validation)
 
 
 def on_chip(module: ClassifierModule, config: Config, bits: dict | None = None) -> ClassifierModule:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -12,7 +13,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, tile_layers
+from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, drawn_chips, tile_layers
 from pipeline.analog.noise import WeightNoise, set_noise
 from pipeline.cuda_graphs import capture
 from pipeline.model import S4DClassifier
@@ -30,7 +31,8 @@ class ClassifierModule(L.LightningModule):
     The one way to build a classifier: `model` describes it (`ModelConfig` fields), `optim` its schedule; what is
     attached comes typed: `quant` quantizers, `pruned` pruning masks, `noise` analog weight noise (on while
     training, off for validation and test), `chip` the crossbar tiles the model then trains and is validated on
-    (mode `chip`; their ranges are measured at each training epoch's start). `Taps.ORDER` fixes the order the
+    (mode `chip`; their ranges are measured at each training epoch's start; validation on the ideal device or on
+    drawn chips, as `chip.validation` says). `Taps.ORDER` fixes the order the
     tap transforms act in (quantizer, noise, mask).
     Checkpoints store the attachments in their dict form, and the constructor takes either. The `deploy` target
     is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data
@@ -164,7 +166,9 @@ class ClassifierModule(L.LightningModule):
         self._log_epoch("test")
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        drawn = self.chip is not None and self.chip.validation == "drawn"
+        with drawn_chips(self.model, batch_idx) if drawn else nullcontext():  # a fixed chip per batch
+            self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
