@@ -8,7 +8,7 @@ from conftest import TINY
 
 from pipeline.analog import export
 from pipeline.analog.calibration import map_model
-from pipeline.analog.device_model import Chips
+from pipeline.analog.device_model import Chips, drift_exponents, flicker_std
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile, tensor_cells
 from pipeline.analog.simulator import CrossbarSSM, simulated
@@ -295,3 +295,43 @@ def test_tensor_cells_name_every_mapped_cell_once():
     n = int(tiles.modes[0, 0, 0])
     assert tiles.weights[0, 0][masks["B_bar"]][0] == B_bar[0, n].real  # slot 0's Re B̄
     assert tiles.weights[0, 0][masks["D"]] == D[0] and tiles.weights[0, 0][masks["C"]][0] == 2 * C[0, n].real
+
+
+def test_pcm_drift_exponents_and_flicker_noise_by_hand():
+    """Nandakumar et al.'s PCM statistics (as aihwkit implements them), against values computed by hand."""
+    g = torch.tensor([1.0, 0.1, 0.01], dtype=torch.float64)
+    zero, one = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    # μ = clip(−0.0155·ln g + 0.0244, 0.049, 0.1): 0.049 (clipped), 0.0356905 + 0.0244, 0.0713801 + 0.0244
+    assert torch.allclose(drift_exponents(g, zero), torch.tensor([0.049, 0.0600905, 0.0957801], dtype=torch.float64),
+                          atol=1e-6)
+    # σ = clip(−0.0125·ln g − 0.0059, 0.008, 0.045): 0.008 (clipped), 0.0287823 − 0.0059, 0.045 (clipped)
+    spread = drift_exponents(g, one) - drift_exponents(g, zero)
+    assert torch.allclose(spread, torch.tensor([0.008, 0.0228823, 0.045], dtype=torch.float64), atol=1e-6)
+    assert drift_exponents(g, -100 * one).min() > 0  # |μ + σ·z|
+    # q = 0.0088/g^0.65 ≤ 0.2 (0.0088, 0.0393084, 0.784 → 0.2), times √ln((t + t0 + 250 ns)/500 ns);
+    # 1 day: ln(86420 s / 500 ns) = 25.8756
+    q = torch.tensor([0.0088, 0.0393084, 0.2], dtype=torch.float64)
+    g = torch.tensor([1.0, 0.1, 0.001], dtype=torch.float64)
+    assert torch.allclose(flicker_std(g, 0.0088, 86400.0, 20.0), q * math.sqrt(25.87563), rtol=1e-5)
+    assert flicker_std(g, 0.0088, 86400.0, 20.0)[0] == pytest.approx(0.04476, rel=1e-3)
+    assert flicker_std(g[:1], 0.0088, 31536000.0, 20.0) > flicker_std(g[:1], 0.0088, 86400.0, 20.0)  # grows
+
+
+def test_pcm_chips_apply_those_statistics_cell_by_cell():
+    pcm = PRESETS["pcm"]
+    tiles = one_layer_program(pcm)
+    chips = Chips(tiles, pcm, 2, torch.Generator().manual_seed(0))
+    target = torch.stack([tiles.g_plus, tiles.g_minus]).to(torch.float64)
+    programmed = (target + chips._sigma(target, 86400.0) * chips.z).clamp_min(0)
+    generator = torch.Generator().manual_seed(0)  # the chips' draws again: z, then ν's normal deviates
+    z, z_nu = (torch.randn(chips.z.shape, generator=generator, dtype=torch.float64) for _ in range(2))
+    assert torch.equal(chips.z, z) and torch.equal(chips.nu, drift_exponents(target / pcm.g_max, z_nu))
+    drifted = programmed * (86400.0 / 20.0) ** (-chips.nu)
+    expected = (drifted * (1 + flicker_std(programmed / pcm.g_max, 0.0088, 86400.0, 20.0) * chips.z_flicker)
+                ).clamp_min(0) * tiles.present
+    assert torch.allclose(chips.conductances(86400.0), expected, rtol=1e-12, atol=0)
+    slow = chips.nu[:, :, tiles.g_plus < 0.05 * pcm.g_max].mean()
+    fast = chips.nu[:, :, tiles.g_plus > 0.9 * pcm.g_max].mean()
+    assert slow > fast  # low conductances drift faster
+    rram = Chips(tiles, PRESETS["rram"], 2, torch.Generator().manual_seed(0))
+    assert rram.z_flicker is None and torch.equal(rram.z, chips.z)  # other devices draw exactly as before

@@ -6,6 +6,8 @@ the reference g_max of the fit, so that σ/g_max is a polynomial in G/g_max.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from pipeline.section import Section
@@ -17,7 +19,11 @@ class DeviceConfig(Section):
     """A memory device for the crossbar simulator; conductances in siemens, noise relative to g_max.
 
     Programming noise std at time t after programming: σ(G, t) = g_max·Σᵢ cᵢ·(G/g_max)ⁱ with the coefficients
-    `prog_noise[t]`, interpolated in log t between the listed times and held outside them."""
+    `prog_noise[t]`, interpolated in log t between the listed times and held outside them (beyond the last time
+    the spread stays that of the last time: an extrapolation). Drift exponents ν per cell: `constant`, drawn from
+    N(drift_nu, drift_nu_std²); `nandakumar`, PCM's conductance-dependent statistics (device_model.drift_exponents).
+    `flicker_noise` > 0 adds PCM's accumulated 1/f read noise, which grows with the time since programming
+    (device_model.flicker_std)."""
 
     g_min: float = Field(ge=0)
     g_max: float = Field(gt=0)
@@ -28,6 +34,11 @@ class DeviceConfig(Section):
     drift_nu: float = Field(0.0, ge=0, description="mean drift exponent ν of G(t) = G₀·(t/t0)^−ν")
     drift_nu_std: float = Field(0.0, ge=0, description="device-to-device spread of ν")
     drift_t0: float = Field(20.0, gt=0, description="s; no drift before t0")
+    drift_nu_model: Literal["constant", "nandakumar"] = Field(
+        "constant", description="constant: ν ~ N(drift_nu, drift_nu_std²); nandakumar: mean and spread of ν depend "
+        "on the programmed conductance (PCM, Nandakumar et al. 2019); drift_nu and drift_nu_std are then unused")
+    flicker_noise: float = Field(0.0, ge=0, description="1/f read noise amplitude Q_s at G = g_max (PCM: 0.0088); "
+                                 "its std grows as √ln(t) after programming; 0 = none")
     stuck_off: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_min")
     stuck_on: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_max")
     ir_drop: float = Field(0.0, ge=0, lt=1, description="attenuation of the cell farthest from driver and ADC")
@@ -62,14 +73,15 @@ PRESETS: dict[str, DeviceConfig] = {
                     172800.0: _relative((0.782, 20.274, -43.507, 37.062, -11.934), 40)},
         read_noise=0.01,
     ),
-    # PCM, from aihwkit's PCMLikeNoiseModel (Nandakumar et al., ICECS 2019; 1 million IBM PCM devices):
-    # g_max 25 µS, g_min 0; programming noise σ = 0.26348 + 1.9650·g − 1.1731·g² µS (g = G/g_max); drift
-    # ν ~ N(0.049, 0.009) for G ≥ 0.3·g_max (the model's mean is clamped at 0.049 and its spread at 0.008 there),
-    # t0 = 20 s; read (1/f) noise amplitude Q_s = 0.0088 at G = g_max, taken here as the std of one read.
+    # PCM, the statistical model of Nandakumar et al. (ICECS 2019; 1 million IBM PCM devices) as aihwkit's
+    # PCMLikeNoiseModel implements it: g_max 25 µS, g_min 0; programming noise σ = 0.26348 + 1.9650·g − 1.1731·g² µS
+    # (g = G/g_max); drift from t0 = 20 s with ν's mean and spread depending on G (device_model.drift_exponents);
+    # accumulated 1/f read noise of amplitude Q_s = 0.0088 at g_max, growing with the time since programming
+    # (device_model.flicker_std). The model has no other read noise.
     "pcm": DeviceConfig(
         g_min=0.0, g_max=25 * MICRO,
         prog_noise={1.0: _relative((0.26348, 1.9650, -1.1731), 25)},
-        read_noise=0.0088, drift_nu=0.049, drift_nu_std=0.009, drift_t0=20.0,
+        drift_nu_model="nandakumar", flicker_noise=0.0088, drift_t0=20.0,
     ),
 }
 # Stuck-at faults, IR drop and finite levels are not part of the cited models: 0 / analog in every preset;

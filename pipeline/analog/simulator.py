@@ -11,7 +11,8 @@ kernel (`tile_kernel.scan`, also differentiable); elsewhere `tile_step` runs ste
 
 Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
     programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0
-    drift        G(t) = G·(max(t, t0)/t0)^(−ν),  ν ~ N(ν̄, σ_ν) ≥ 0 per cell
+    drift        G(t) = G·(max(t, t0)/t0)^(−ν),  ν ~ N(ν̄, σ_ν) ≥ 0 per cell (PCM: ν's statistics depend on G)
+    1/f noise    PCM: + G(t)·q(G)·√ln((t + t0 + t_r)/(2·t_r))·z', drawn once per chip and cell
     faults       stuck at g_min or g_max with the device's rates
     IR drop      G·(1 − ir_drop·d), d ∈ [0, 1] the cell's distance from the row driver and the column's ADC
     read noise   per read and cell, std read_noise·g_max·v (added to each column current; v the row's voltage)
