@@ -253,6 +253,9 @@ class FinetuneConfig(Schedule):
         None, description="target chip: the deploy bits per component (null: qat.bits); e.g. 8-bit Ā for a model "
         "whose QAT quantized A to 1 bit")
     sigma: float = Field(0.02, ge=0, le=1, description="σ_rel of the training noise, relative to max − min")
+    noise_protocol: Literal["crossbar", "paper"] = Field(
+        "crossbar", description="the tensors target noise perturbs: crossbar, every crossbar-mapped tensor (Ā, B̄, "
+        "C, D); paper, QS4D's: the continuous A only, Re and Im each with its own range")
     mixing_noise: bool = False
     epochs: int = Field(3, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -260,6 +263,9 @@ class FinetuneConfig(Schedule):
     eval_sigmas: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: [0.0, 0.01, 0.02, 0.03, 0.04, 0.05], min_length=1)
     draws: int = Field(5, ge=1, description="noise draws per σ of the robustness curve")
+    eval_protocols: list[Literal["crossbar", "paper"]] = Field(
+        default_factory=lambda: ["crossbar", "paper"], min_length=1, description="noise protocols of the robustness "
+        "curve, one curve per model and protocol")
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneConfig:

@@ -55,12 +55,14 @@ def plot_bit_sweep(results: dict, path: str | Path) -> Path:
 
 
 def plot_noise_robustness(curves: dict[str, dict[str, dict[str, float]]], path: str | Path) -> Path:
-    """Test accuracy (mean ± std over noise draws) vs σ_rel, one line per model."""
+    """Test accuracy (mean ± std over noise draws) vs σ_rel, one line per curve; a curve named `<protocol>/<model>`
+    dashed."""
     fig, ax = _subplots(figsize=(4.8, 3.4))
     for name, curve in curves.items():
         sigmas = sorted(curve, key=float)
         ax.errorbar([100 * float(s) for s in sigmas], [curve[s]["mean"] for s in sigmas],
-                    yerr=[curve[s]["std"] for s in sigmas], marker="o", capsize=3, label=name)
+                    yerr=[curve[s]["std"] for s in sigmas], marker="o", capsize=3, label=name,
+                    linestyle="--" if "/" in name else "-")
     ax.set_xlabel("weight noise σ_rel (% of max − min)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=8)

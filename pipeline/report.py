@@ -13,6 +13,12 @@ from pipeline.config import COMPONENTS, Config
 
 MODELS = ("float", "PTQ", "QAT", "pruned", "fine-tuned")
 NOISE_ORDER = ("float", "qat", "finetuned")
+
+
+def noise_order(name: str) -> tuple[str, int]:
+    """Robustness curves by protocol (the `crossbar` ones, unprefixed, first), then model."""
+    protocol, _, model = name.rpartition("/")
+    return protocol, NOISE_ORDER.index(model)
 COSTS = {"ace": "ACE", "size_bits": "model size (bits)", "adc": "ADC (bits/step)", "energy_pj": "energy (pJ)"}
 
 
@@ -138,10 +144,12 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
 
     noise = m["noise_robustness"]
     sigmas = sorted(next(iter(noise.values())), key=float)
-    lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws; σ_rel relative to max − min.", "",
+    lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws; σ_rel relative to max − min. Rows "
+              "without a prefix: noise on every crossbar-mapped tensor (Ā, B̄, C, D); `paper/`: QS4D's protocol, the "
+              "continuous A alone.", "",
               table(["model", *(f"σ {100 * float(s):g}%" for s in sigmas)],
                      [[name, *(f"{_percent(noise[name][s]['mean'])} ± {100 * noise[name][s]['std']:.1f}"
-                               for s in sigmas)] for name in sorted(noise, key=NOISE_ORDER.index)]), "",
+                               for s in sigmas)] for name in sorted(noise, key=noise_order)]), "",
               f"![noise robustness]({plots}/noise_robustness.png)", ""]
 
     crossbar = m["crossbar"]

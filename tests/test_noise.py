@@ -57,13 +57,37 @@ def test_noise_aware_finetune_and_robustness_curve(tiny, tmp_path):
     tuned, metrics = finetune(module, config, tmp_path / "prepared", tmp_path / "ft")
     assert {n.sigma for n in noise_modules(tuned.model)} == {0.0}  # reloaded best checkpoint: noise off
     assert tuned.weight_noise == WeightNoise(0.05) and "test/acc" in metrics
-    assert tuned.hparams.noise == {"sigma": 0.05, "mixing": False}  # stored as a dict in the checkpoint
+    assert tuned.hparams.noise == {"sigma": 0.05, "mixing": False, "protocol": "crossbar"}  # stored as a dict
     x, y = load_split(tmp_path / "prepared", "test").tensors
     curve = robustness(tuned, x, y, [0.0, 0.5], draws=3, seed=1)
     assert curve["0"]["std"] == 0 and curve["0.5"]["std"] > 0
     assert curve["0.5"]["mean"] < curve["0"]["mean"]
     assert robustness(tuned, x, y, [0.5], draws=3, seed=1) == {"0.5": curve["0.5"]}  # seeded draws
     assert noisy_copy(tuned) is tuned
+    paper = robustness(tuned, x, y, [0.0, 0.5], draws=3, seed=1, protocol="paper")
+    assert paper["0"] == curve["0"] and paper["0.5"] != curve["0.5"]  # other tensors perturbed
+    assert noisy_copy(tuned, protocol="paper").weight_noise.protocol == "paper"
+
+
+def test_paper_noise_perturbs_only_continuous_a_each_part_by_its_own_range():
+    torch.manual_seed(0)
+    model = S4DClassifier(1, 3, d_model=4, d_state=64, n_layers=1)
+    ssm = model.blocks[0].ssm
+    (A, dt), (_, B_bar, C, D) = ssm.continuous(), ssm.discrete()
+    noises = attach_noise(model, 0.02, protocol="paper")
+    assert len(noises) == 2 and set(ssm.taps) >= {"A_re", "A_im"} and "A_bar" not in ssm.taps
+    draws = torch.stack([ssm.continuous()[0] - A for _ in range(400)])
+    for part, values in ((draws.real, A.real), (draws.imag, A.imag)):  # Re and Im: each its own range
+        assert part.std().item() == pytest.approx(0.02 * (values.max() - values.min()).item(), rel=0.05)
+    _, B_noisy, C_noisy, D_noisy = ssm.discrete()
+    assert torch.equal(ssm.continuous()[1], dt) and torch.equal(C_noisy, C) and torch.equal(D_noisy, D)
+    assert not torch.equal(B_noisy, B_bar)  # B̄ = (Ā − 1)/A follows the perturbed A
+    with pytest.raises(ValueError, match="protocol = 'hardware'"):
+        WeightNoise(0.01, protocol="hardware")
+    with pytest.raises(ConfigError, match="noise_protocol"):
+        parse({**TINY, "finetune": {"noise_protocol": "hardware"}})
+    with pytest.raises(ConfigError, match="eval_protocols"):
+        parse({**TINY, "finetune": {"eval_protocols": []}})
 
 
 def test_bad_noise_params_are_refused():

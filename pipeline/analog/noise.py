@@ -1,8 +1,10 @@
 """Analog weight noise: additive Gaussian with std = σ_rel·(max − min) of the tensor, redrawn each forward pass.
 
-Attached to the taps of every crossbar-mapped tensor (Ā, B̄, C, D; optionally the mixing weights), after the
-quantizer and before any pruning mask, so programmed cells (zeros included) are perturbed and removed cells
-stay removed.
+Two protocols say which tensors it perturbs, each after its quantizer and before any pruning mask (programmed
+cells, zeros included, are perturbed; removed cells stay removed):
+    crossbar   every crossbar-mapped tensor of each layer: Ā, B̄, C, D (a complex tensor's range over Re and Im)
+    paper      QS4D's: the continuous A only, Re and Im separately, each with the range of its own part
+Either optionally adds the mixing weights.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from torch import nn
 
 from pipeline.model import S4DClassifier
 
-CROSSBAR_TAPS = ("A_bar", "B_bar", "C", "D")
+PROTOCOL_TAPS = {"crossbar": ("A_bar", "B_bar", "C", "D"), "paper": ("A_re", "A_im")}
 
 
 class Noise(nn.Module):
@@ -37,11 +39,16 @@ class Noise(nn.Module):
 
 @dataclass(frozen=True)
 class WeightNoise:
-    """Noise taps on every crossbar-mapped tensor (and the mixing weights with `mixing`), drawing at σ_rel =
-    `sigma` while training."""
+    """Noise taps on the tensors of `protocol` (and the mixing weights with `mixing`), drawing at σ_rel = `sigma`
+    while training."""
 
     sigma: float
     mixing: bool = False
+    protocol: str = "crossbar"
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOL_TAPS:
+            raise ValueError(f"protocol = {self.protocol!r}: allowed {sorted(PROTOCOL_TAPS)}")
 
     @classmethod
     def of(cls, value: WeightNoise | dict | None) -> WeightNoise | None:
@@ -53,14 +60,16 @@ class WeightNoise:
 
     def attach(self, model: S4DClassifier) -> list[Noise]:
         """The taps, silent (σ 0) until `set_noise` turns them on."""
-        return attach_noise(model, 0.0, self.mixing)
+        return attach_noise(model, 0.0, self.mixing, self.protocol)
 
 
-def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False) -> list[Noise]:
-    """Noise on every crossbar-mapped tensor of every layer (and the mixing weights if asked); returns them."""
+def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False,
+                 protocol: str = "crossbar") -> list[Noise]:
+    """Noise on the tensors of `protocol` in every layer (and the mixing weights if asked); returns them."""
     added = []
     for block in model.blocks:
-        points = [(block.ssm.taps, name) for name in CROSSBAR_TAPS] + ([(block.taps, "mix")] if mixing else [])
+        points = [(block.ssm.taps, name) for name in PROTOCOL_TAPS[protocol]] + ([(block.taps, "mix")] if mixing
+                                                                               else [])
         for taps, name in points:
             noise = Noise(sigma)
             taps.attach(name, noise)  # between the quantizer and any mask (taps.ORDER)

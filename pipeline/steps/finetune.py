@@ -21,11 +21,13 @@ from pipeline.training import ClassifierModule, fit
 WORKDIR = Path("runs/finetune")
 
 
-def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = False) -> ClassifierModule:
-    """`module` (its quantizers and masks kept, on its device) with noise taps that train at `sigma`."""
-    if noise_modules(module.model):
+def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = False,
+               protocol: str = "crossbar") -> ClassifierModule:
+    """`module` (its quantizers and masks kept, on its device) with noise taps of `protocol` that train at `sigma`;
+    `module` itself if its taps are of that protocol already."""
+    if noise_modules(module.model) and module.weight_noise.protocol == protocol:
         return module
-    return module.rebuilt(noise=WeightNoise(sigma, mixing))
+    return module.rebuilt(noise=WeightNoise(sigma, mixing, protocol))
 
 
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
@@ -43,15 +45,15 @@ def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, wor
     elif settings.target == "chip":
         trainee = on_chip(module, config, settings.chip_bits)
     else:
-        trainee = noisy_copy(module, settings.sigma, settings.mixing_noise)
+        trainee = noisy_copy(module, settings.sigma, settings.mixing_noise, settings.noise_protocol)
     return fit(trainee, config, settings, data_dir, workdir, logger)
 
 
 @torch.no_grad()
 def robustness(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float], draws: int,
-               seed: int = 0) -> dict[str, dict[str, float]]:
-    """{"<σ>": {"mean", "std", "min"}} of the accuracy over `draws` seeded noise draws per σ."""
-    model = noisy_copy(module).model
+               seed: int = 0, protocol: str = "crossbar") -> dict[str, dict[str, float]]:
+    """{"<σ>": {"mean", "std", "min"}} of the accuracy over `draws` seeded draws per σ of `protocol`'s noise."""
+    model = noisy_copy(module, protocol=protocol).model
     curve = {}
     for sigma in sigmas:
         set_noise(model, sigma)
@@ -62,6 +64,11 @@ def robustness(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor, sigma
         curve[f"{sigma:g}"] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs), "min": min(accs)}
     set_noise(model, 0.0)
     return curve
+
+
+def curve_name(model: str, protocol: str) -> str:
+    """A robustness curve's name: the model's, prefixed by the noise protocol unless it is `crossbar`."""
+    return model if protocol == "crossbar" else f"{protocol}/{model}"
 
 
 def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: Path, out: Path, metrics: Path,
@@ -75,8 +82,9 @@ def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: P
         x, y = load_split(data, "test").tensors
         models = {name: ClassifierModule.load_from_checkpoint(p, map_location="cpu")
                   for name, p in {"float": float_model, "qat": qat_model}.items()}
-        curves = {name: robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed)
-                  for name, m in {**models, "finetuned": tuned}.items()}
+        curves = {curve_name(name, protocol): robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed,
+                                                         protocol)
+                  for protocol in settings.eval_protocols for name, m in {**models, "finetuned": tuned}.items()}
         for name, curve in curves.items():
             values |= {f"noise/{name}/sigma_{s}/{k}": v for s, point in curve.items() for k, v in point.items()}
         stage.publish(tracked, tuned, values, data, WORKDIR, out, metrics)
