@@ -3,10 +3,12 @@
     python benchmarks/noise_prune.py --preset presets/smnist.yaml --source .device/mnist \\
         --float float.ckpt --qat qat_all7.ckpt --finetune-sigma 0.01 --finetune-epochs 2 --out noise_prune.json
 
-1. Test accuracy under analog weight noise (σ_rel of each crossbar-mapped tensor's range, `--sigmas`, `--draws`
-   seeded draws each) of the float model, the QAT model, and the QAT model after noise-aware fine-tuning.
-2. The fraction of state modes that greedy structured pruning removes from the float and from the QAT model at
-   `--tolerance` validation accuracy, without recovery training.
+1. Test accuracy under analog weight noise (σ_rel of a tensor's range, `--sigmas`, `--draws` seeded draws each)
+   of the float model, the QAT model, and the QAT model after noise-aware fine-tuning (under
+   `--finetune-protocol`), for each noise protocol of `--protocols` (`crossbar`: Ā, B̄, C, D; `paper`: QS4D's,
+   the continuous A).
+2. Unless `--no-prune`: the fraction of state modes that greedy structured pruning removes from the float and
+   from the QAT model at `--tolerance` validation accuracy, without recovery training.
 Needs neither MLflow nor DVC.
 """
 from __future__ import annotations
@@ -42,6 +44,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--finetune-sigma", type=float, default=0.01)
     parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-protocol", default="crossbar", choices=["crossbar", "paper"])
+    parser.add_argument("--protocols", default="crossbar", help="noise protocols of the curves, comma-separated")
+    parser.add_argument("--no-prune", action="store_true", help="skip the pruning comparison")
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("noise_prune.json"))
     args = parser.parse_args()
@@ -57,13 +62,16 @@ def main() -> None:
         prepared = tmp / "prepared"
         x_val, y_val = load_split(prepared, "validation").tensors
         x, y = load_split(prepared, "test").tensors
-        tune = config.finetune.model_copy(update={"sigma": args.finetune_sigma, "epochs": args.finetune_epochs})
+        tune = config.finetune.model_copy(update={"sigma": args.finetune_sigma, "epochs": args.finetune_epochs,
+                                                  "noise_protocol": args.finetune_protocol})
         start = time.perf_counter()
         models["finetuned"], metrics = finetune(models["qat"], config, prepared, tmp / "finetune", tune)
         report("finetune", {**metrics, "sigma": args.finetune_sigma, "seconds": time.perf_counter() - start})
-        for name, module in models.items():
-            report(f"noise/{name}", robustness(module.to(on), x, y, sigmas, args.draws, config.seed))
-        for name in ("float", "qat"):
+        for protocol in args.protocols.split(","):
+            for name, module in models.items():
+                report(f"noise/{protocol}/{name}", robustness(module.to(on), x, y, sigmas, args.draws, config.seed,
+                                                              protocol))
+        for name in () if args.no_prune else ("float", "qat"):
             report(f"prune/{name}", structured_fraction(models[name], x_val, y_val, args.tolerance, on))
 
 
