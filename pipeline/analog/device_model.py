@@ -44,8 +44,8 @@ class Chips:
             return torch.randn(shape, generator=generator, dtype=torch.float64, device=on)
 
         self.z, nu = draw(), draw()
-        target = torch.stack([tiles.g_plus, tiles.g_minus]).to(torch.float64) / device.g_max
-        self.nu = (drift_exponents(target, nu) if device.drift_nu_model == "nandakumar"
+        self.target = torch.stack([tiles.g_plus, tiles.g_minus]).to(torch.float64)  # (G+/G−, H, T, R, K)
+        self.nu = (drift_exponents(self.target / device.g_max, nu) if device.drift_nu_model == "nandakumar"
                    else (device.drift_nu + device.drift_nu_std * nu).clamp_min(0))
         fault = torch.rand(shape, generator=generator, dtype=torch.float64, device=on)
         self.z_flicker = draw() if device.flicker_noise > 0 else None  # drawn last: other devices' draws unchanged
@@ -76,8 +76,7 @@ class Chips:
     def conductances(self, t: float) -> torch.Tensor:
         """(chip, G+/G−, H, T, R, K) in siemens at t seconds after programming."""
         d = self.device
-        target = torch.stack([self.tiles.g_plus, self.tiles.g_minus]).to(torch.float64)
-        programmed = (target + self._sigma(target, t) * self.z).clamp_min(0)
+        programmed = (self.target + self._sigma(self.target, t) * self.z).clamp_min(0)
         g = programmed * (max(t, d.drift_t0) / d.drift_t0) ** (-self.nu)
         if self.z_flicker is not None:
             g = (g + g * flicker_std(programmed / d.g_max, d.flicker_noise, t, d.drift_t0) * self.z_flicker

@@ -93,9 +93,9 @@ class ProgrammingClock:
     def __init__(self, times: tuple[float, ...]):
         self.times, self.now, self.drawn = times, times[0], False
 
-    def time(self, training: bool, draws: bool) -> float:
-        """A drawing pass's time (drawn anew by the layer that `draws`); otherwise the first time."""
-        if not training:
+    def time(self, drawn: bool, draws: bool) -> float:
+        """A `drawn` pass's time (drawn anew by the layer that `draws`); otherwise the first time."""
+        if not drawn:
             return self.times[0]
         if draws and len(self.times) > 1:
             self.now = self.times[int(torch.randint(len(self.times), ()))]

@@ -68,8 +68,8 @@ def attach_noise(model: S4DClassifier, sigma: float = 0.0, mixing: bool = False,
     """Noise on the tensors of `protocol` in every layer (and the mixing weights if asked); returns them."""
     added = []
     for block in model.blocks:
-        points = [(block.ssm.taps, name) for name in PROTOCOL_TAPS[protocol]] + ([(block.taps, "mix")] if mixing
-                                                                               else [])
+        points = [(block.ssm.taps, name) for name in PROTOCOL_TAPS[protocol]]
+        points += [(block.taps, "mix")] if mixing else []
         for taps, name in points:
             noise = Noise(sigma)
             taps.attach(name, noise)  # between the quantizer and any mask (taps.ORDER)

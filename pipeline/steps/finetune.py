@@ -33,10 +33,10 @@ def noisy_copy(module: ClassifierModule, sigma: float = 0.0, mixing: bool = Fals
 def finetune(module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
              settings: FinetuneConfig | None = None,
              logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
-    """`settings.target` `noise`: train with noise of σ_rel = settings.sigma on every crossbar-mapped tensor,
-    noise-free validation. `chip`: train on the crossbar's tiles under draws of the chip device, quantized as deploy
-    at `settings.chip_bits` (`steps.qat.on_chip`),
-    validated on the ideal device. A model trained on the tiles already (`qat.target: chip`) trains on them again
+    """`settings.target` `noise`: train with noise of σ_rel = settings.sigma on the tensors of
+    `settings.noise_protocol`, noise-free validation. `chip`: train on the crossbar's tiles under draws of the chip
+    device, quantized as deploy at `settings.chip_bits` (`steps.qat.on_chip`), validated as `qat.chip_validation`
+    says. A model trained on the tiles already (`qat.target: chip`) trains on them again
     whatever the target: weight noise on top would count the device's error twice (and push slow modes of Ā off the
     unit disc)."""
     settings = settings or config.finetune
