@@ -7,7 +7,7 @@
    of the float model, the QAT model, and the QAT model after noise-aware fine-tuning (under
    `--finetune-protocol`), for each noise protocol of `--protocols` (`crossbar`: Ā, B̄, C, D; `paper`: QS4D's,
    the continuous A).
-2. Unless `--no-prune`: the fraction of state modes that greedy structured pruning removes from the float and
+2. Unless `--no-prune`: the fraction of state modes that structured pruning (skip-on-failure) removes from the float and
    from the QAT model at `--tolerance` validation accuracy, without recovery training.
 Needs neither MLflow nor DVC.
 """

@@ -217,10 +217,29 @@ class QatConfig(Schedule, QuantConfig):
     train_mode: Literal["conv", "recurrent"] = Field(
         "conv", description="conv is fast; in deploy, recurrent quantizes the state exactly as evaluated; "
         "ignored by target chip, which trains on the tiles")
+    scheme: Literal["ours", "qs4d"] = Field(
+        "ours", description="where the quantizers sit (pipeline/quant/attach.py); qs4d, target paper only: as the "
+        "authors' code, C under one scale, state = kernel K and S4D input u at b − 1 bits, act after the mixing "
+        "nonlinearity only")
+    init: Literal["float", "scratch"] = Field(
+        "float", description="float: QAT from the pretrained float model; scratch: from a fresh initialisation "
+        "(seeded), quantizers on from the first step, as the authors' training script")
+
+    @model_validator(mode="after")
+    def _check_scheme(self) -> QatConfig:
+        if self.scheme == "qs4d":
+            if self.target != "paper":
+                raise ValueError(f"scheme 'qs4d' needs target: paper (target = {self.target!r})")
+            state = resolve_bits(self.bits)["state"]
+            if state == 1:
+                raise ValueError("bits: state = 1 under scheme 'qs4d', which quantizes the state at b − 1 bits: "
+                                 "allowed ≥ 2 or null")
+        return self
 
 
 class PruneConfig(Schedule):
-    """Pruning on the validation set within a tolerance, then a recovery fine-tune with the masks fixed."""
+    """Pruning on a held-out split within a tolerance (pipeline/prune/search.py), then a recovery fine-tune with the
+    masks fixed."""
 
     criterion: Literal["loss", "accuracy"] = Field(
         "loss", description="what must hold while pruning: loss, validation cross-entropy ≤ baseline·(1 + "
@@ -229,6 +248,14 @@ class PruneConfig(Schedule):
                              "accuracy (0.01 = 1 pp)")
     loss_tolerance: float = Field(0.05, ge=0, description="criterion loss: allowed relative rise of validation "
                                   "cross-entropy (0.05 = 5%)")
+    search: Literal["chunked", "sequential"] = Field(
+        "chunked", description="every candidate tried in saliency order, a failing one skipped; sequential: one "
+        "per evaluation (QS4D's); chunked: in chunks that double on success and halve on failure down to 1/chunks "
+        "of the candidates, a failing chunk of that size skipped")
+    chunks: int = Field(128, ge=1, description="search chunked: the smallest chunk is 1/chunks of the candidates")
+    select_on: Literal["validation", "test"] = Field(
+        "validation", description="the split the criterion is measured on; test is QS4D's choice, for reproducing "
+        "it only: the test accuracy reported after pruning is then biased upwards")
     structured: bool = True
     unstructured: bool = True
     mixing: bool = True
@@ -295,8 +322,8 @@ class EvaluateConfig(Section):
     row_gains: Literal["none", "inputs", "all"] = Field(
         "none", description="rows driven at their own attenuated voltage so that their cells span the conductance "
         "range: inputs, the rows of u_t (B̄) and u_{t−1} (D); all, every row; none, every row at the DAC's voltage")
-    dac_bits: int = Field(8, ge=1, le=16)
-    adc_bits: int = Field(8, ge=1, le=16)
+    dac_bits: int = Field(8, ge=2, le=16, description="symmetric converters: 2^b − 1 codes {−(2^(b−1) − 1), …}")
+    adc_bits: int = Field(8, ge=2, le=16)
     range_margin: float = Field(1.1, gt=0, description="DAC/ADC full scale = margin × max seen on training data")
     test_samples: int | None = Field(None, ge=1, description="evaluate on the first n test samples; null = all")
     batch_size: int = Field(256, ge=1)

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -101,3 +102,22 @@ def test_preset_switch_keeps_a_custom_params_file(tmp_path):
     assert load(tmp_path / "params.yaml").data.name == "smnist"
     with pytest.raises(ConfigError, match="allowed"):
         presets.switch("nope", tmp_path)
+
+
+def test_the_qs4d_overlay_applies_on_every_preset_changing_only_its_keys(tmp_path):
+    overlay = presets.overrides(ROOT / "presets" / "overlays" / "qs4d.yaml")
+    assert "qat.scheme=qs4d" in overlay and "prune.select_on=test" in overlay
+    for name, path in presets.available(ROOT / "presets").items():
+        text = presets.render(f"{name}+qs4d", ROOT)
+        changed = [new for old, new in zip(path.read_text().splitlines(), text.splitlines()) if old != new]
+        assert len(text.splitlines()) == len(path.read_text().splitlines()) and len(changed) <= len(overlay)
+    shutil.copytree(ROOT / "presets", tmp_path / "presets")
+    presets.switch("smnist+qs4d", tmp_path)
+    config = load(tmp_path / "params.yaml")
+    assert (config.data.name, config.qat.scheme, config.qat.init, config.model.a_init) == ("smnist", "qs4d",
+                                                                                         "scratch", "qs4d")
+    assert (config.prune.select_on, config.finetune.noise_protocol) == ("test", "paper")
+    presets.switch("smnist", tmp_path)
+    assert not (tmp_path / "params.yaml.bak").exists()  # a rendered preset is no user's file
+    with pytest.raises(ConfigError, match=r"<preset>\+qs4d"):
+        presets.switch("smnist+nope", tmp_path)

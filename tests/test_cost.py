@@ -14,7 +14,14 @@ def test_proxies_of_a_small_model_by_hand():
     # ACE  = 2·[3·4·4·(2+3) + 3²·5·6] + 3·1·7·5 + 3·2·7·5 = 2·(240 + 270) + 105 + 210
     # size = 2·[4·3·(2+3) + 3²·6] + (3·1 + 3·2)·7        = 2·(60 + 54) + 63
     # ADC  = 2·[(4·4 + 5)·3 + 3·6] + 3·5 + 2·5            = 2·(63 + 18) + 25
-    assert model_proxies(**SMALL, bits=BITS) == {"ace": 1335, "size_bits": 291, "adc": 187}
+    # size as the authors' code counts it: the decoder as 3·1 weights, not 3·2: 291 − 3·7
+    assert model_proxies(**SMALL, bits=BITS) == {"ace": 1335, "size_bits": 291, "size_bits_qs4d": 270, "adc": 187}
+
+
+def test_the_authors_size_count_of_their_smnist_model():
+    # 4 layers, H = N = 128, all 12 bits: 4·(128·128·24 + 128²·12) + 128·(1 + 1)·12, decoder with d_in = 1
+    cost = model_proxies(4, 128, 128, 1, 10, {"all": 12})
+    assert cost["size_bits_qs4d"] == 2_362_368 and cost["size_bits"] == 2_362_368 + 128 * 9 * 12
 
 
 def test_float_counts_32_bits_and_all_is_the_default():
@@ -50,6 +57,6 @@ def test_command_line_calculator():
     args = ["--layers", "2", "--d-model", "3", "--d-state", "4", "--d-in", "1", "--d-out", "2", "--bits"]
     args += [f"{k}={v}" for k, v in BITS.items()]
     out = subprocess.run([sys.executable, "-m", "pipeline.cost", *args], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == {"ace": 1335, "size_bits": 291, "adc": 187}
+    assert json.loads(out.stdout) == {"ace": 1335, "size_bits": 291, "size_bits_qs4d": 270, "adc": 187}
     bad = subprocess.run([sys.executable, "-m", "pipeline.cost", "--bits", "B=4"], capture_output=True, text=True)
     assert bad.returncode == 2 and "allowed" in bad.stderr and "'A'" in bad.stderr

@@ -8,11 +8,12 @@ from conftest import TINY
 
 from pipeline.analog import export
 from pipeline.analog.calibration import map_model
+from pipeline.analog.converters import convert
 from pipeline.analog.device_model import Chips, drift_exponents, flicker_std
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile, tensor_cells
 from pipeline.analog.simulator import CrossbarSSM, simulated
-from pipeline.analog.tile_read import convert, slot_form
+from pipeline.analog.tile_read import slot_form
 from pipeline.config import ConfigError, parse
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
@@ -72,8 +73,11 @@ def test_tile_matrix_holds_the_real_recurrence():
 
 def test_converters_round_to_the_grid_and_clip():
     x = torch.tensor([-3.0, -0.74, -0.2, 0.3, 0.76, 2.0])
-    assert convert(x, 2, 1.0).tolist() == [-1.0, -0.5, -0.0, 0.5, 1.0, 1.0]
-    assert convert(x, 1, 2.0).tolist() == [-2.0, -0.0, -0.0, 0.0, 0.0, 2.0]
+    assert convert(x, 2, 1.0).tolist() == [-1.0, -1.0, -0.0, 0.0, 1.0, 1.0]  # 2 bits: {−1, 0, 1}
+    codes = torch.tensor([-3.0, -1.0, 0.0, 0.0, 1.0, 3.0])  # 3 bits, full scale 2: L = 3, step 2/3
+    assert torch.allclose(convert(x, 3, 2.0), codes * 2 / 3)
+    for bits in (2, 3, 8):  # a b-bit converter has at most 2^b codes: symmetric, 2^b − 1
+        assert convert(torch.linspace(-2, 2, 20001), bits, 1.0).unique().numel() == 2 ** bits - 1
     assert torch.equal(convert(x, None, 1.0), x)
 
 

@@ -6,12 +6,12 @@ from conftest import TINY
 
 from pipeline import data
 from pipeline.analog.calibration import program_all
+from pipeline.analog.converters import convert
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, drawn_chips, stored_ranges
 from pipeline.analog.noise import noise_modules
 from pipeline.analog.simulator import simulated
-from pipeline.analog.tile_read import convert
 from pipeline.config import ConfigError, parse
 from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split

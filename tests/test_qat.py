@@ -1,3 +1,4 @@
+import lightning
 import pytest
 import torch
 from conftest import TINY
@@ -7,7 +8,7 @@ from pipeline.config import ConfigError, parse
 from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.plots import plot_bit_sweep
-from pipeline.steps.qat import compare, quantized_copy
+from pipeline.steps.qat import compare, quantized_copy, starting_point
 from pipeline.steps.sweep_bits import sweep_bits
 from pipeline.training import ClassifierModule, build_module, evaluate, fit_classifier
 
@@ -50,6 +51,10 @@ def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
     ({"scale": "fixed"}, "clip"),
     ({"scale": "fixed", "clip": -1.0}, "clip = -1.0"),
     ({"target": "hil"}, "'paper', 'deploy' or 'chip'"),
+    ({"scheme": "qs4d", "target": "deploy"}, "scheme 'qs4d' needs target: paper"),
+    ({"scheme": "qs4d", "bits": {"all": 4, "state": 1}}, "state = 1 under scheme 'qs4d'"),
+    ({"scheme": "theirs"}, "qat.scheme = 'theirs'"),
+    ({"init": "random"}, "qat.init = 'random'"),
 ])
 def test_bad_quantization_params_are_refused(qat, message):
     with pytest.raises(ConfigError) as error:
@@ -68,3 +73,19 @@ def test_bit_sweep_reports_ptq_and_qat_per_component_and_width(tiny, tmp_path):
     assert all(0 <= v[k] <= 1 for c in ("A", "all") for v in results[c].values() for k in ("ptq", "qat"))
     assert len(logged) == 4 and "sweep/A/2/qat" in logged[-3]
     assert plot_bit_sweep(results, tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_qat_from_scratch_starts_from_the_weights_pretraining_started_from(tiny, tmp_path):
+    data.prepare(tiny, tmp_path / "prepared")
+    float_module, _ = fit_classifier(tiny, tmp_path / "prepared", tmp_path / "pretrain")
+    assert starting_point(float_module, tiny, tiny.qat) is float_module
+    scratch = starting_point(float_module, tiny, tiny.qat.model_copy(update={"init": "scratch"}))
+    lightning.seed_everything(tiny.seed, verbose=False)
+    initial = build_module(tiny, read_meta(tmp_path / "prepared"), tiny.pretrain).state_dict()
+    weights = scratch.state_dict()
+    assert weights.keys() == initial.keys() and all(torch.equal(weights[k], initial[k]) for k in initial)
+    assert not torch.equal(weights["model.encoder.weight"], float_module.state_dict()["model.encoder.weight"])
+    qat = tiny.qat.model_copy(update={"init": "scratch", "bits": {"all": 6}, "epochs": 2})
+    trained, metrics = compare(float_module, tiny, tmp_path / "prepared", tmp_path / "qat", qat)
+    assert trained.bits == {"all": 6} and 0 <= metrics["test/acc"] <= 1
+    assert not torch.equal(trained.state_dict()["model.encoder.weight"], initial["model.encoder.weight"])  # trained

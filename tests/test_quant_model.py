@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -110,3 +112,41 @@ def test_deploy_quantization_keeps_conv_equal_to_recurrent_over_784_steps(bits):
     conv, recurrent = layer(u, "conv"), layer(u, "recurrent")
     assert torch.isfinite(recurrent).all()
     assert torch.allclose(conv, recurrent, rtol=1e-7, atol=1e-7 * recurrent.abs().max().item())
+
+
+def authors_quantizer(a: torch.Tensor, levels: int) -> torch.Tensor:
+    """The authors' max_quant_fn (qS4, state-spaces quantSSM): round(a·s) clamped to ±levels/2, s = levels/2/max|a|."""
+    scale = levels / 2 / a.abs().max().clamp(min=1e-5)
+    return torch.clamp((a * scale).round(), -levels // 2, levels // 2) / scale
+
+
+def test_qs4d_scheme_places_the_quantizers_as_the_authors_code():
+    torch.manual_seed(0)
+    model = S4DClassifier(1, 3, d_model=4, d_state=8, n_layers=2).double().train()
+    reference = copy.deepcopy(model.blocks[0].ssm)
+    quantize(model, {**ALL_FLOAT, "state": 5, "C": 4}, scheme="qs4d")
+    ssm = model.blocks[0].ssm
+    assert set(ssm.taps) == {"C_pair", "kernel", "u"} and not model.taps and set(model.blocks[0].taps) == set()
+    # C: (re, im) pairs under one scale, 4 bits = their 16 levels
+    assert torch.allclose(torch.view_as_real(ssm.output_matrix()), authors_quantizer(reference.C, 16), atol=1e-6)
+    # state: kernel K and u at 5 − 1 bits (their state_quant / 2 = 16 levels), then their FFT convolution and D·u
+    u = torch.randn(2, 4, 30, dtype=torch.float64)
+    with torch.no_grad():
+        C_float = reference.C.clone()
+        reference.C.copy_(authors_quantizer(C_float, 16))
+        k, uq = authors_quantizer(reference.kernel(30), 16), authors_quantizer(u, 16)
+        y = torch.fft.irfft(torch.fft.rfft(uq, n=60) * torch.fft.rfft(k, n=60), n=60)[..., :30]
+        y = y + uq * reference.D[:, None]
+        assert torch.allclose(ssm(u, "conv"), y, atol=1e-6)  # torch's fake quantization steps in float32
+
+
+def test_qs4d_scheme_quantizes_activations_after_the_mixing_nonlinearity_only():
+    torch.manual_seed(0)
+    model = quantize(S4DClassifier(1, 3, d_model=4, d_state=8, n_layers=2), {**ALL_FLOAT, "act": 3}, scheme="qs4d")
+    assert all(set(block.taps) == {"act_mix"} for block in model.blocks) and not model.taps
+    seen = []
+    model.blocks[0].taps["act_mix"].register_forward_hook(lambda m, i, out: seen.append(out))
+    model.train()(torch.randn(5, 12, 1))
+    assert len(torch.unique(seen[0])) <= 2 ** 3 + 1  # on the 3-bit grid
+    with pytest.raises(ValueError, match="scheme = 'qs4d' with target 'deploy'"):
+        quantize(S4DClassifier(1, 3, d_model=4, d_state=8, n_layers=1), {"all": 4}, target="deploy", scheme="qs4d")

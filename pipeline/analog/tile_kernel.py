@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from pipeline.analog.converters import converter_levels
 from pipeline.analog.mapping import FIXED_ROWS, live_widths
 
 APPROXIMATE = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")  # the interpreter has no libdevice
@@ -46,7 +47,7 @@ def _rint(x):
 
 @triton.jit
 def _convert(x, gain, step, LEVELS: tl.constexpr):
-    """A converter: round(clamp(x·gain, ±LEVELS))·step with LEVELS = 2^(bits−1); x·gain when ideal (LEVELS 0)."""
+    """A converter: round(clamp(x·gain, ±LEVELS))·step with LEVELS = 2^(bits−1) − 1; x·gain when ideal (LEVELS 0)."""
     q = x * gain
     if LEVELS > 0:
         q = _rint(tl.minimum(tl.maximum(q, -LEVELS), LEVELS)) * step
@@ -99,7 +100,7 @@ def _step(u_t, u_prev, x_re, x_im, n_re, n_im, n_y,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr):
     """One read of a tile: `tile_read.tile_step` on [sequences, slots] blocks; returns (x_re, x_im, y) and the
     column currents before the ADCs (x_re, x_im, y)."""
-    unit = 1.0 / (DAC + (DAC == 0))  # the DACs' step: inputs in [−1, 1]
+    unit = tl.full([], 1.0, u_t.dtype) / (DAC + (DAC == 0))  # the DACs' step (inputs in [−1, 1]) in u's precision
     v_u = _convert(u_t, dac_u, unit, DAC)[:, None]
     v_prev = _convert(u_prev, dac_prev, unit, DAC)
     v_re = _convert(x_re, dac_re, unit, DAC)
@@ -260,7 +261,7 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
     w_out_re, w_out_im = tl.load(slots + 6)[None], tl.load(slots + 7)[None]
     dac_re, dac_im = tl.load(slots + 16)[None], tl.load(slots + 17)[None]
     dac_u, dac_prev, skip = tl.load(tiles + 0), tl.load(tiles + 1), tl.load(tiles + 2)
-    unit = 1.0 / (DAC + (DAC == 0))
+    unit = tl.full([], 1.0, u_ptr.dtype.element_ty) / (DAC + (DAC == 0))  # in u's precision: 1/7 is no float32
 
     zeros2 = tl.zeros([BB, W], dtype=u_ptr.dtype.element_ty)
     g_re, g_im, g_next = zeros2, zeros2, tl.zeros([BB], dtype=u_ptr.dtype.element_ty)  # ∂ of x_s, of u_s via s+1
@@ -323,7 +324,7 @@ def _scan_grad(u_ptr, gy_ptr, gu_ptr, x_ptr, inside_ptr, inside_y_ptr, gw_ptr, s
 
 
 def _levels(bits: int | None) -> int:
-    return 0 if bits is None else 2 ** (bits - 1)
+    return 0 if bits is None else converter_levels(bits)
 
 
 def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: torch.Tensor | None,
@@ -331,8 +332,8 @@ def pack(w: dict[str, torch.Tensor], cells: dict[str, torch.Tensor], read_std: t
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """`CrossbarSSM`'s slot tensors as the kernel's fields, (C, H, T, MP, SLOT_FIELDS) and (C, H, T, TILE_FIELDS),
     slots zero-padded to a power of 2 (an empty slot's state stays 0). Noise variances are cells·std² of the column;
-    a DAC gain is 2^(b−1)/row full scale (1/row when ideal), an ADC gain 2^(b−1)/column full scale and its step the
-    inverse (1 and 1 when ideal)."""
+    a DAC gain is L/row full scale (1/row when ideal), an ADC gain L/column full scale and its step the inverse (1
+    and 1 when ideal), with L = `converter_levels(bits)`."""
     C, _, H, T, m, _ = w["input"].shape
     dac, adc = _levels(dac_bits) or 1, _levels(adc_bits)
     w = {k: v[:, 0] for k, v in w.items()}

@@ -1,4 +1,4 @@
-"""Reading tiles: the converters, the tiles in slot form and one read of every tile, the step loop, and a model
+"""Reading tiles: the tiles in slot form and one read of every tile, the step loop, and a model
 whose S4D layers are replaced (by simulated or probing layers). The simulator's arithmetic, without devices."""
 from __future__ import annotations
 
@@ -8,40 +8,10 @@ import functools
 import torch
 from torch import nn
 
+from pipeline.analog.converters import convert
 from pipeline.analog.mapping import FIXED_ROWS
 from pipeline.analog.noise import set_noise
 from pipeline.model import S4DClassifier
-
-
-class _Convert(torch.autograd.Function):
-    """The converter's grid forward; straight-through backward inside the full scale, zero where it clips (with
-    `pairs`, zero for both entries of the last dimension where either clips)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, bits: int, full_scale: torch.Tensor | float, pairs: bool) -> torch.Tensor:
-        step = full_scale / 2 ** (bits - 1)
-        code = torch.round(x / step)
-        if ctx.needs_input_grad[0]:
-            inside = code.abs() <= 2 ** (bits - 1)
-            ctx.save_for_backward(inside.all(-1, keepdim=True) if pairs else inside)
-        return torch.clamp(code, -2 ** (bits - 1), 2 ** (bits - 1)) * step
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        inside, = ctx.saved_tensors
-        return g * inside, None, None, None
-
-
-def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float, pairs: bool = False
-            ) -> torch.Tensor:
-    """A DAC or ADC: the grid {−2^(b−1), …, 2^(b−1)}·full_scale/2^(b−1), clipped; None = ideal (identity).
-    Gradients pass straight through where the input is inside the full scale (hardware-in-the-loop training).
-    `pairs`: the last dimension holds a mode's (Re, Im), whose gradient passes only where both are inside: a
-    converter that cut one part would turn the mode's rotation into a shear, and alternating shears over hundreds
-    of steps make the gradient grow without bound, while an intact rotation with |Ā| ≤ 1 cannot."""
-    if bits is None:
-        return x
-    return _Convert.apply(x, bits, full_scale, pairs)
 
 
 def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:

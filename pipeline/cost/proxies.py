@@ -5,8 +5,10 @@
     ADC  = Σ_layers [(N·r_state + r_act)·H + H·r_mix] + H·r_act + d_out·r_act
 
 ACE counts bit-weighted multiply-accumulates per time step; ADC sums the bits of the analog outputs read per
-time step. After pruning, counts of live entries replace the dense ones layer by layer: H·N·r_A → a·r_A with
-a the live state entries, H·N·r_C → c·r_C with c the live entries of C, H² → the live mixing weights.
+time step. `size_bits_qs4d` is the size as the authors' code counts it, the decoder as H·d_in weights instead of
+H·d_out: 2,362,368 bits at 4 layers, H = N = 128, d_in 1, d_out 10, all 12 bits (ours: 2,376,192). After pruning,
+counts of live entries replace the dense ones layer by layer: H·N·r_A → a·r_A with a the live state entries,
+H·N·r_C → c·r_C with c the live entries of C, H² → the live mixing weights.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def dense_layers(n_layers: int, d_model: int, d_state: int) -> list[LayerCounts]
 
 
 def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str, int | None]) -> dict:
-    """{"ace", "size_bits", "adc"} for the given layers and per-component bits."""
+    """{"ace", "size_bits", "size_bits_qs4d", "adc"} for the given layers and per-component bits."""
     r = widths(bits)
     H = layers[0].channels if layers else 0
     ace = sum(r["state"] * (l.state * r["A"] + l.c * r["C"]) + l.mix * r["act"] * r["mix"] for l in layers)
@@ -46,7 +48,8 @@ def proxies(layers: Sequence[LayerCounts], d_in: int, d_out: int, bits: dict[str
     size = sum(l.state * r["A"] + l.c * r["C"] + l.mix * r["mix"] for l in layers) + H * (d_in + d_out) * r["coder"]
     adc = sum(l.state * r["state"] + l.channels * r["act"] + l.channels * r["mix"] for l in layers)
     adc += H * r["act"] + d_out * r["act"]
-    return {"ace": ace, "size_bits": size, "adc": adc}
+    qs4d = size + H * (d_in - d_out) * r["coder"]
+    return {"ace": ace, "size_bits": size, "size_bits_qs4d": qs4d, "adc": adc}
 
 
 def model_proxies(n_layers: int, d_model: int, d_state: int, d_in: int, d_out: int,

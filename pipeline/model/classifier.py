@@ -14,7 +14,8 @@ class Block(nn.Module):
     """One layer: z = mix(dropout(S4D(norm(x)))) with prenorm, or norm(mix(...)) with postnorm; + x if residual.
 
     Mixing is a pointwise Conv1d(H→2H) + GLU, or Conv1d(H→H) + ReLU for the small hardware model.
-    Taps: `act_in` (S4D input), `act_out` (S4D output, the mixing input), `mix` (mixing weight).
+    Taps: `act_in` (S4D input), `act_out` (S4D output, the mixing input), `mix` (mixing weight), `act_mix` (the
+    mixing output, after its nonlinearity).
     """
 
     def __init__(self, d_model: int, d_state: int, dropout: float, mixing: str, residual: bool,
@@ -35,7 +36,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         z = self.norm(x) if self.prenorm else x
         z = self.taps("act_out", self.dropout(self.ssm(self.taps("act_in", z), mode)))
-        z = self.activation(F.conv1d(z, self.taps("mix", self.mix.weight), self.mix.bias))
+        z = self.taps("act_mix", self.activation(F.conv1d(z, self.taps("mix", self.mix.weight), self.mix.bias)))
         if self.residual:
             z = z + x
         return z if self.prenorm else self.norm(z)

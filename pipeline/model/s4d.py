@@ -55,8 +55,9 @@ class S4D(nn.Module):
         return A, torch.exp(self.taps("log_dt", self.log_dt)).unsqueeze(-1)
 
     def output_matrix(self) -> torch.Tensor:
-        """C as a complex (H, N/2) tensor, through taps C_re, C_im."""
-        return torch.complex(self.taps("C_re", self.C[..., 0]), self.taps("C_im", self.C[..., 1]))
+        """C as a complex (H, N/2) tensor, through taps C_pair (its (re, im) pairs as one tensor), C_re, C_im."""
+        C = self.taps("C_pair", self.C)
+        return torch.complex(self.taps("C_re", C[..., 0]), self.taps("C_im", C[..., 1]))
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Ā, B̄, C, D) as stored on hardware, through taps A_bar, B_bar, C, D."""
@@ -89,6 +90,8 @@ class S4D(nn.Module):
         return self.taps("kernel", 2 * terms.sum(1))
 
     def forward(self, u: torch.Tensor, mode: Mode = "conv") -> torch.Tensor:
+        """y of u through tap `u` (the layer's own input, which the skip D·u sees as well)."""
+        u = self.taps("u", u)
         if mode == "conv":
             return self._convolve(u)
         if mode == "recurrent":

@@ -2,7 +2,8 @@
 
     structured    one complex state mode n of channel h: its Āₙ, B̄ₙ and Cₙ (on a crossbar, a 2×2 block with its
                   input row and output column), one mask shared by the taps A_bar, B_bar and C
-    unstructured  single real entries of C (Re or Im: one crossbar cell pair each)
+    unstructured  single real entries of every S4D tensor as a crossbar stores it: Re or Im of Āₙ (each two cell
+                  pairs of the 2×2 block), of B̄ₙ and of Cₙ (one cell pair each), and D_h; one mask per tensor
     mixing        single weights of the pointwise mixing convolution
 """
 from __future__ import annotations
@@ -32,11 +33,19 @@ class Mask(nn.Module):
         return x * self.keep
 
 
+ENTRY_TAPS = ("A_bar", "B_bar", "C", "D")  # the S4D tensors whose single entries are pruned
+
+
 @dataclass
 class LayerMasks:
-    mode: Mask   # keep of shape (H, N/2, 1): one entry per complex mode
-    entry: Mask  # keep of shape (H, N/2, 2): Re and Im of C
-    mix: Mask    # keep shaped like the mixing weight
+    mode: Mask                # keep of shape (H, N/2, 1): one entry per complex mode
+    entries: dict[str, Mask]  # tap → keep of shape (H, N/2, 2) (Re and Im; complex tensors) or (H,) (D)
+    mix: Mask                 # keep shaped like the mixing weight
+
+    def live(self, tap: str) -> torch.Tensor:
+        """1 where an entry of `tap` is neither pruned alone nor in a pruned mode."""
+        keep = self.entries[tap].keep
+        return keep if tap == "D" else keep * self.mode.keep
 
 
 def _find(taps: nn.Module, kind: str) -> Mask | None:
@@ -53,22 +62,28 @@ def attach_masks(model: S4DClassifier) -> list[LayerMasks]:
             mode = Mask("mode", (*modes, 1))
             for tap in ("A_bar", "B_bar", "C"):
                 ssm.taps.attach(tap, mode)
-            ssm.taps.attach("C", Mask("entry", (*modes, 2)))
+            for tap in ENTRY_TAPS:
+                ssm.taps.attach(tap, Mask("entry", tuple(ssm.D.shape) if tap == "D" else (*modes, 2)))
             block.taps.attach("mix", Mask("mix", tuple(block.mix.weight.shape)))
-        layers.append(LayerMasks(_find(ssm.taps, "mode"), _find(ssm.taps, "entry"), _find(block.taps, "mix")))
+        entries = {tap: _find(ssm.taps[tap], "entry") for tap in ENTRY_TAPS}
+        layers.append(LayerMasks(_find(ssm.taps, "mode"), entries, _find(block.taps, "mix")))
     return layers
 
 
 def fractions(layers: list[LayerMasks]) -> dict:
-    """Pruned fraction per granularity, overall and per layer."""
+    """Pruned fraction per granularity (unstructured: of the S4D tensors' entries, pruned alone), overall, per
+    layer (the parts of QS4D's pruning figure) and per tensor."""
     def frac(masks: list[Mask]) -> float:
         total = sum(m.keep.numel() for m in masks)
         return 1 - sum(float(m.keep.sum()) for m in masks) / total
 
-    out = {"pruned/structured_frac": frac([l.mode for l in layers]),
-           "pruned/unstructured_frac": frac([l.entry for l in layers]),
-           "pruned/mixing_frac": frac([l.mix for l in layers])}
+    def parts(chosen: list[LayerMasks]) -> dict[str, float]:
+        return {"structured": frac([l.mode for l in chosen]),
+                "unstructured": frac([m for l in chosen for m in l.entries.values()]),
+                "mixing": frac([l.mix for l in chosen])}
+
+    out = {f"pruned/{part}_frac": value for part, value in parts(layers).items()}
+    out |= {f"pruned/unstructured/{tap}_frac": frac([l.entries[tap] for l in layers]) for tap in ENTRY_TAPS}
     for i, l in enumerate(layers):
-        out |= {f"pruned/layer{i}/{name}_frac": frac([mask])
-                for name, mask in (("structured", l.mode), ("unstructured", l.entry), ("mixing", l.mix))}
+        out |= {f"pruned/layer{i}/{part}_frac": value for part, value in parts([l]).items()}
     return out

@@ -1,4 +1,4 @@
-"""Attach quantizers to a classifier's taps, per component and target (DESIGN.md §2 "Quantizer").
+"""Attach quantizers to a classifier's taps, per component, target and scheme (DESIGN.md §2 "Quantizer").
 
     component  paper target (QS4D)              deploy target (what a crossbar stores)
     A          Re A, Im A (own scales)          Ā (as 2×2 real blocks; inside the unit disc), B̄
@@ -9,6 +9,10 @@
     mix        pointwise mixing weights
     coder      encoder and decoder weights
 Biases, norms and the skip D (paper target) stay in float, as digital operations.
+
+Scheme `qs4d` (paper target only) places them as the authors' code does (qS4 and the quantSSM branch of
+state-spaces): C's (re, im) pairs under one scale; `state` = the kernel K and the S4D input u, each at b − 1 bits
+(their quantizer at half the levels); `act` = the mixing output after its nonlinearity, and nothing else.
 """
 from __future__ import annotations
 
@@ -32,21 +36,25 @@ PAPER = {
     "coder": {"model": ["encoder", "decoder"]},
 }
 DEPLOY = {**PAPER, "A": {"ssm": ["A_bar", "B_bar"]}, "C": {"ssm": ["C", "D"]}, "log_dt": {}}
+QS4D = {**PAPER, "C": {"ssm": ["C_pair"]}, "state": {"ssm": ["kernel", "u"]}, "act": {"block": ["act_mix"]}}
 TARGETS = {"paper": PAPER, "deploy": DEPLOY}
-SIGNALS = {"input", "act_in", "act_out", "pooled", "state"}  # data-dependent: clip observed, fixed at evaluation
+SCHEMES = ("ours", "qs4d")
+ONE_BIT_FEWER = {"qs4d": {"state"}}  # components a scheme quantizes at b − 1 bits
+SIGNALS = {"input", "act_in", "act_out", "pooled", "state", "u", "act_mix"}  # clip observed, fixed at evaluation
 STABLE = {"A_bar"}  # quantized inside the unit disc: a stable mode stays stable
 
 
 @dataclass(frozen=True)
 class Quantization:
     """What `quantize` attaches: bits per component (`all` = default, None = float), target, scale (and the clip
-    of scale `fixed`), and the mode the quantized model trains in (`conv` or `recurrent`)."""
+    of scale `fixed`), the mode the quantized model trains in (`conv` or `recurrent`) and the scheme."""
 
     target: str = "paper"
     bits: dict[str, int | None] = field(default_factory=dict)
     scale: str = "absmax"
     clip: float | None = None
     train_mode: str = "conv"
+    scheme: str = "ours"
 
     @classmethod
     def of(cls, value: Quantization | dict | None) -> Quantization | None:
@@ -62,25 +70,32 @@ class Quantization:
         return "recurrent" if self.target == "deploy" else "conv"
 
     def attach(self, model: S4DClassifier) -> S4DClassifier:
-        return quantize(model, self.bits, self.target, self.scale, self.clip)
+        return quantize(model, self.bits, self.target, self.scale, self.clip, self.scheme)
 
 
-def tap_points(model: S4DClassifier, component: str, target: str) -> list[tuple[nn.Module, str]]:
-    """(Taps, name) pairs where `component` is quantized under `target`."""
+def tap_points(model: S4DClassifier, component: str, target: str, scheme: str = "ours"
+               ) -> list[tuple[nn.Module, str]]:
+    """(Taps, name) pairs where `component` is quantized under `target` and `scheme`."""
     owners = {"model": [model], "block": list(model.blocks), "ssm": [b.ssm for b in model.blocks]}
-    names = TARGETS[target][component]
+    names = (QS4D if scheme == "qs4d" else TARGETS[target])[component]
     return [(owner.taps, name) for kind, tap_names in names.items() for owner in owners[kind] for name in tap_names]
 
 
 def quantize(model: S4DClassifier, bits: dict[str, int | None], target: str = "paper",
-             scale: str = "absmax", clip: float | None = None) -> S4DClassifier:
+             scale: str = "absmax", clip: float | None = None, scheme: str = "ours") -> S4DClassifier:
     """Attach one quantizer per tap point of every component with bits (`all` = default, None = float)."""
     if target not in TARGETS:
         raise ValueError(f"target = {target!r}: allowed {sorted(TARGETS)}")
+    if scheme not in SCHEMES or (scheme == "qs4d" and target != "paper"):
+        raise ValueError(f"scheme = {scheme!r} with target {target!r}: allowed 'ours', or 'qs4d' with target paper")
     for component, width in resolve_bits(bits).items():
         if width is None:
             continue
-        for taps, name in tap_points(model, component, target):
+        width -= component in ONE_BIT_FEWER.get(scheme, ())
+        if width < 1:
+            raise ValueError(f"bits.{component} = 1 under scheme {scheme!r}, which quantizes it at b − 1 bits: "
+                             "allowed ≥ 2")
+        for taps, name in tap_points(model, component, target, scheme):
             taps.attach(name, Quantizer(width, scale, clip, observe=name in SIGNALS, unit_disc=name in STABLE))
     return model
 

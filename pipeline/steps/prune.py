@@ -1,4 +1,4 @@
-"""The prune stage's work: prune a trained classifier on the validation set, recover, report fractions and costs."""
+"""The prune stage's work: prune a trained classifier on a held-out split, recover, report fractions and costs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,11 +18,12 @@ WORKDIR = Path("runs/prune")
 
 
 def live_counts(module: ClassifierModule, layers: list[LayerMasks]) -> list[LayerCounts]:
-    """Live entries per layer: a pruned mode removes 2 state and 2 C entries; the mixing term stays H²-scaled."""
+    """Live entries per layer: state, the real entries of Ā (Re, Im) and c, those of C, outside pruned modes (a
+    pruned mode removes 2 of each); the mixing term stays H²-scaled."""
     counts = []
     for block, m in zip(module.model.blocks, layers):
         channels = block.ssm.D.numel()
-        counts.append(LayerCounts(state=2 * int(m.mode.keep.sum()), c=int((m.entry.keep * m.mode.keep).sum()),
+        counts.append(LayerCounts(state=int(m.live("A_bar").sum()), c=int(m.live("C").sum()),
                                   mix=round(channels * channels * float(m.mix.keep.mean())), channels=channels))
     return counts
 
@@ -37,9 +38,12 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
                       logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
     settings = settings or config.prune
     pruned = pruned_copy(module)  # on the module's device: the search runs there
-    x_val, y_val = load_split(data_dir, "validation").tensors
+    if settings.select_on == "test":
+        print("prune: selecting on the TEST set (QS4D's choice, a reproduction only: the test accuracy reported "
+              "after pruning is biased upwards)", flush=True)
+    x_val, y_val = load_split(data_dir, settings.select_on).tensors
     search = prune(pruned.model, x_val, y_val, pruned.eval_mode, settings.criterion_tolerance(),
-                   settings.granularities(), settings.criterion)
+                   settings.granularities(), settings.criterion, settings.search, settings.chunks)
     pruned, metrics = fit(pruned, config, settings, data_dir, workdir, logger)
     layers = attach_masks(pruned.model)
     meta = read_meta(data_dir)

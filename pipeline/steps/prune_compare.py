@@ -16,7 +16,7 @@ from pipeline.training import ClassifierModule
 def run(config: Config, data: Path, float_model: Path, qat_model: Path, metrics: Path) -> None:
     """The `prune_compare` stage: the structured fraction prunable from the float and from the QAT model at the same
     criterion (no recovery) → a metrics file."""
-    x_val, y_val = load_split(data, "validation").tensors
+    x_val, y_val = load_split(data, config.prune.select_on).tensors
     settings = config.prune
     results = {"criterion": settings.criterion, "tolerance": settings.criterion_tolerance()}
     models = {"float": float_model, "qat": qat_model}
@@ -24,7 +24,7 @@ def run(config: Config, data: Path, float_model: Path, qat_model: Path, metrics:
         for name, path in models.items():
             module = pruned_copy(ClassifierModule.load_from_checkpoint(path, map_location="cpu"))
             search = prune(module.model, x_val, y_val, module.eval_mode, settings.criterion_tolerance(),
-                           ("structured",), settings.criterion)
+                           ("structured",), settings.criterion, settings.search, settings.chunks)
             total = sum(m.mode.keep.numel() for m in search["layers"])
             results[name] = {"structured_frac": search["removed"]["structured"] / total,
                              "val_acc_before": search["baseline_val_acc"], "val_acc_after": search["val_acc"]}

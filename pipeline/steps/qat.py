@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.loggers import Logger
 
 from pipeline import stage, tracking
@@ -34,7 +35,8 @@ def in_the_loop(config: Config, qat: QatConfig) -> ChipInTheLoop | None:
 def on_chip(module: ClassifierModule, config: Config, bits: dict | None = None) -> ClassifierModule:
     """`module` (its weights and pruning masks) rebuilt to train on the chip `qat.target: chip` trains on: deploy
     quantization at `bits` (None: `qat.bits`), `evaluate`'s tiles, draws of `qat.chip_device` at `qat.chip_times`."""
-    qat = config.qat.model_copy(update={"target": "chip", "bits": config.qat.bits if bits is None else bits})
+    qat = config.qat.model_copy(update={"target": "chip", "bits": config.qat.bits if bits is None else bits,
+                                        "scheme": "ours"})
     return module.rebuilt(quant=quantization(qat), chip=in_the_loop(config, qat))
 
 
@@ -45,10 +47,20 @@ def quantized_copy(float_module: ClassifierModule, qat: QatConfig,
     return float_module.rebuilt(quant=quantization(qat), optim=optim_params(qat), chip=chip)
 
 
+def starting_point(float_module: ClassifierModule, config: Config, qat: QatConfig) -> ClassifierModule:
+    """`float_module` for `qat.init: float`; for `scratch`, the same architecture freshly initialised from
+    `config.seed`: the weights pretraining started from."""
+    if qat.init == "float":
+        return float_module
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    return ClassifierModule(**float_module.hparams)
+
+
 def train(float_module: ClassifierModule, config: Config, data_dir: str | Path, workdir: str | Path,
           qat: QatConfig, logger: Logger | None = None) -> tuple[ClassifierModule, dict]:
-    """QAT from the float weights. Returns (best-validation module, metrics)."""
-    return fit(quantized_copy(float_module, qat, in_the_loop(config, qat)), config, qat, data_dir, workdir, logger)
+    """QAT from the float weights, or from scratch (`qat.init`). Returns (best-validation module, metrics)."""
+    start = starting_point(float_module, config, qat)
+    return fit(quantized_copy(start, qat, in_the_loop(config, qat)), config, qat, data_dir, workdir, logger)
 
 
 def costs(config: Config, data_dir: str | Path, bits: dict) -> dict:
@@ -80,6 +92,7 @@ def run(config: Config, data: Path, float_model: Path, out: Path, metrics: Path)
         float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
         trained, values = compare(float_module, config, data, WORKDIR, logger=tracked.lightning_logger())
         stage.publish(tracked, trained, values, data, WORKDIR, out, metrics)
-        print(f"qat ({config.qat.target}, bits {config.qat.bits}): test/acc float {values['float/test/acc']:.4f}"
-              f", PTQ {values['ptq/test/acc']:.4f}, QAT {values['test/acc']:.4f}; "
+        q = config.qat
+        print(f"qat ({q.target}, {q.scheme}, from {q.init}, bits {q.bits}): test/acc float "
+              f"{values['float/test/acc']:.4f}, PTQ {values['ptq/test/acc']:.4f}, QAT {values['test/acc']:.4f}; "
               f"ACE ÷{values['cost/ace_reduction']:.1f}")
