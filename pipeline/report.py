@@ -36,13 +36,15 @@ def settings(config: Config) -> list[str]:
     c, m = config, config.model
     pr, ft, ev = c.prune, c.finetune, c.evaluate
     bits = ", ".join(f"{k} {v}" for k, v in c.qat.bits.items())
-    budget = f"validation loss ≤ +{pr.loss_tolerance:.0%}" if pr.criterion == "loss" else \
-        f"validation accuracy ≥ −{100 * pr.tolerance:g} pp"
+    split = "validation" if pr.select_on == "validation" else "TEST (QS4D's choice, reproduction only: biased)"
+    budget = f"{split} loss ≤ +{pr.loss_tolerance:.0%}" if pr.criterion == "loss" else \
+        f"{split} accuracy ≥ −{100 * pr.tolerance:g} pp"
     return [f"data `{c.data.name}`, seed {c.seed}; model {m.n_layers} layers, H {m.d_model}, N {m.d_state}",
             f"float pretraining: {c.pretrain.epochs} epochs",
-            f"QAT: target `{c.qat.target}`, bits {bits}, scale `{c.qat.scale}`, {c.qat.epochs} epochs from the float "
-            f"model (PTQ: the float weights at the same bits, calibrated, not trained)",
-            f"pruning: {budget}, then {pr.epochs} recovery epochs",
+            f"QAT: target `{c.qat.target}`, scheme `{c.qat.scheme}`, bits {bits}, scale `{c.qat.scale}`, "
+            f"{c.qat.epochs} epochs from " + ("the float model" if c.qat.init == "float" else "scratch")
+            + " (PTQ: the float weights at the same bits, calibrated, not trained)",
+            f"pruning ({pr.search} search): {budget}, then {pr.epochs} recovery epochs",
             f"noise-aware fine-tuning: σ_rel {ft.sigma:g}, {ft.epochs} epochs",
             f"crossbar: {', '.join(ev.devices)}; {ev.chips} chips each; DAC {ev.dac_bits} bits, ADC {ev.adc_bits} "
             f"bits; {ev.tile_rows}×{ev.tile_cols} tiles"]

@@ -1,4 +1,4 @@
-"""Stage `prune`: prune the QAT model on the validation set, recover → its checkpoint and metrics."""
+"""Stage `prune`: prune the QAT model on a held-out split, recover → its checkpoint and metrics."""
 from pipeline import stage
 from pipeline.steps import prune
 

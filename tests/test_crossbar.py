@@ -78,6 +78,9 @@ def test_converters_round_to_the_grid_and_clip():
     assert torch.allclose(convert(x, 3, 2.0), codes * 2 / 3)
     for bits in (2, 3, 8):  # a b-bit converter has at most 2^b codes: symmetric, 2^b − 1
         assert convert(torch.linspace(-2, 2, 20001), bits, 1.0).unique().numel() == 2 ** bits - 1
+    for key in ("dac_bits", "adc_bits"):  # one bit would leave the symmetric converter only its zero
+        with pytest.raises(ConfigError, match=f"evaluate.{key} = 1"):
+            parse({**TINY, "evaluate": {key: 1}})
     assert torch.equal(convert(x, None, 1.0), x)
 
 

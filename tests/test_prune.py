@@ -11,6 +11,7 @@ from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
 from pipeline.prune import attach_masks, fractions, prune
 from pipeline.prune.search import entry_candidates, mode_candidates, remove
+from pipeline.report import settings
 from pipeline.scoring import accuracy
 from pipeline.steps.prune import live_counts, pruned_copy
 from pipeline.steps.qat import quantization
@@ -176,3 +177,10 @@ def test_prune_search_and_split_are_validated():
         parse({**TINY, "prune": {"select_on": "train"}})
     with pytest.raises(ConfigError, match="prune.chunks = 0"):
         parse({**TINY, "prune": {"chunks": 0}})
+
+
+def test_the_report_labels_selection_on_the_test_set():
+    lines = settings(parse({**TINY, "prune": {"select_on": "test", "search": "sequential"}}))
+    pruning = next(line for line in lines if line.startswith("pruning"))
+    assert "sequential" in pruning and "TEST" in pruning and "reproduction" in pruning
+    assert "TEST" not in " ".join(settings(parse(TINY)))

@@ -1,4 +1,4 @@
-"""Pruning: masks on the model's taps, greedy search on the validation set, recovery fine-tune."""
+"""Pruning: masks on the model's taps, a skip-on-failure search on a held-out split, recovery fine-tune."""
 from pipeline.prune.masks import Mask, attach_masks, fractions
 from pipeline.prune.search import prune
 

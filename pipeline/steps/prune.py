@@ -54,7 +54,7 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
 
 
 def run(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> None:
-    """The `prune` stage: prune the QAT model on the validation set, recover → its checkpoint and metrics."""
+    """The `prune` stage: prune the QAT model on a held-out split, recover → its checkpoint and metrics."""
     with tracking.stage_run(config, "prune") as tracked:
         module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
         pruned, values = prune_and_recover(module, config, data, WORKDIR, logger=tracked.lightning_logger())
