@@ -33,7 +33,7 @@ class Mask(nn.Module):
         return x * self.keep
 
 
-ENTRY_TAPS = ("A_bar", "B_bar", "C", "D")  # the S4D tensors whose single entries are pruned
+ENTRY_TAPS = ("A_bar", "B_bar", "C", "D")  # the S4D tensors whose single entries are pruned, as discrete() orders them
 
 
 @dataclass

@@ -58,7 +58,7 @@ def entry_candidates(model: S4DClassifier, layers: list[LayerMasks]) -> list[Can
 
     out = []
     for block, masks in zip(model.blocks, layers):
-        tensors = dict(zip(("A_bar", "B_bar", "C", "D"), block.ssm.discrete()))
+        tensors = dict(zip(ENTRY_TAPS, block.ssm.discrete()))  # (Ā, B̄, C, D), the taps' order
         out += _ranked((masks.entries[tap], relative(tensors[tap]), masks.live(tap)) for tap in ENTRY_TAPS)
     return out
 
@@ -80,17 +80,16 @@ def remove(candidates: list[Candidate], score: Callable[[], float], floor: float
     docstring: `search`, `chunks`); returns how many were removed."""
     order = sorted(candidates, key=lambda c: c[0])
     if search == "sequential":
-        size = smallest = 1
+        size = smallest = growth = 1
     else:
-        smallest = max(1, math.ceil(len(order) / chunks))
+        smallest, growth = max(1, math.ceil(len(order) / chunks)), 2
         size = max(smallest, len(order) // 32)
     at = removed = 0
     while at < len(order):
         trial = order[at:at + size]
         _set(trial, 0.0)
         if score() >= floor:
-            at, removed = at + len(trial), removed + len(trial)
-            size = size if search == "sequential" else size * 2
+            at, removed, size = at + len(trial), removed + len(trial), size * growth
         else:
             _set(trial, 1.0)
             if size > smallest:
