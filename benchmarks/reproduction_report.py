@@ -13,7 +13,16 @@ import statistics
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from reproduction import NOISE_BITS, PRUNE_MODELS, SWEEP_COMPONENTS, TASKS, Task, smallest_widths
+from reproduction import (
+    NOISE_BITS,
+    PRUNE_MODELS,
+    SWEEP_COMPONENTS,
+    TASKS,
+    TRAIN_NOISE_MODELS,
+    TRAIN_SIGMAS,
+    Task,
+    smallest_widths,
+)
 
 from pipeline.cost import model_proxies
 
@@ -139,6 +148,52 @@ def noise_table(name: str, seeds: dict) -> tuple[list[str], dict]:
     return lines, curves
 
 
+def noise_training_table(name: str, seeds: dict, tested: dict) -> tuple[list[str], dict]:
+    """QS4D's panel d: each model fine-tuned for an epoch under `paper` noise of σ and tested at that σ; beside it,
+    in parentheses, the same model tested at σ without that training (where σ is on the test curve)."""
+    curves = {}
+    for model in TRAIN_NOISE_MODELS:
+        per_sigma = {f"{sigma:g}": [p[f"noise/train/{model}/{sigma:g}"]["curve"][f"{sigma:g}"]["mean"]
+                                    for p in seeds.values() if f"noise/train/{model}/{sigma:g}" in p]
+                     for sigma in TRAIN_SIGMAS}
+        if any(per_sigma.values()):
+            curves[model] = per_sigma
+    if not curves:
+        return [], {}
+    lines = [f"**{name}**: fine-tuned 1 epoch under `paper` noise of σ and tested at σ (test accuracy %; in "
+             "parentheses: tested at σ without that training):", "",
+             "| model | " + " | ".join(f"σ {100 * s:g}%" for s in TRAIN_SIGMAS) + " |",
+             "| --- |" + " ---: |" * len(TRAIN_SIGMAS)]
+    for model, per_sigma in curves.items():
+        cells = []
+        for sigma, values in per_sigma.items():
+            before = tested.get(("paper", model), {}).get(sigma)
+            cells.append(fmt(values) + (f" ({fmt(before)})" if before else ""))
+        label = "float" if model == "float" else f"QAT {model[3:]} bits"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines, curves
+
+
+def size_table(name: str, task: Task, seeds: dict) -> tuple[list[str], dict, tuple[int, int]]:
+    """Accuracy over the state size N and the width H, float and QAT at each width of the size table; the task's
+    own size comes from its sweep."""
+    model = dict(override.split("=") for override in task.overrides if override.startswith("model."))
+    own = (int(model.get("model.d_state", 64)), int(model.get("model.d_model", 64)))
+    grid = {}
+    for n, h in sorted({*task.sizes, own}):
+        prefix = "" if (n, h) == own else f"size/N{n}H{h}/"
+        grid[n, h] = {"float": collect(seeds, f"{prefix}float", "test/acc")}
+        grid[n, h] |= {b: collect(seeds, f"{prefix}{'sweep/' if not prefix else ''}all{b}", "test/acc")
+                       for b in (10, 8, 7, 6)}
+    if not any(v["float"] for k, v in grid.items() if k != own):
+        return [], {}, own
+    lines = [f"**{name}**: test accuracy (%) over the state size N and the width H:", "",
+             "| N | H | float | QAT 10 bits | 8 bits | 7 bits | 6 bits |", "|" + " ---: |" * 7]
+    for (n, h), row in grid.items():
+        lines.append(f"| {n} | {h} | " + " | ".join(fmt(v) for v in row.values()) + " |")
+    return lines, grid, own
+
+
 def prune_table(name: str, seeds: dict) -> tuple[list[str], dict]:
     parts = ("structured", "unstructured", "mixing")
     found = {}
@@ -205,10 +260,11 @@ def plot_sweep(name: str, data: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_noise(name: str, curves: dict, path: Path) -> None:
-    """QS4D's noise figure (panel c): accuracy over the relative noise, one line per width; one panel a protocol."""
-    fig = Figure(figsize=(8, 3.2))
-    axes = fig.subplots(1, 2, sharey=True)
+def plot_noise(name: str, curves: dict, trained: dict, path: Path) -> None:
+    """QS4D's noise figure: accuracy over the relative noise, one line per width; panel c (noise during test) once
+    per protocol, and panel d (noise during training and test) where it was run."""
+    fig = Figure(figsize=(12 if trained else 8, 3.2))
+    axes = fig.subplots(1, 3 if trained else 2, sharey=True)
     for ax, protocol in zip(axes, ("paper", "crossbar")):
         for (p, model), curve in curves.items():
             if p == protocol:
@@ -217,7 +273,34 @@ def plot_noise(name: str, curves: dict, path: Path) -> None:
                             [100 * spread(curve[s])[1] for s in sigmas], fmt="o-", ms=3,
                             label="fp" if model == "float" else model[3:])
         ax.set_title(f"noise during test, protocol `{protocol}`", fontsize=9)
+    if trained:
+        for model, curve in trained.items():
+            xs = [s for s in curve if curve[s]]
+            axes[2].errorbar([100 * float(s) for s in xs], [100 * statistics.fmean(curve[s]) for s in xs],
+                             [100 * spread(curve[s])[1] for s in xs], fmt="o-", ms=3,
+                             label="fp" if model == "float" else model[3:])
+        axes[2].set_title("noise during training + test, `paper`", fontsize=9)
+    for ax in axes:
         ax.set_xlabel("rel. noise (%)")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(title="bits", fontsize=7)
+    fig.suptitle(name, fontsize=10)
+    _save(fig, path)
+
+
+def plot_size(name: str, grid: dict, own: tuple[int, int], path: Path) -> None:
+    """QS4D's size panels (a, b): accuracy over N at the task's H and over H at the task's N, one line per width."""
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, axis, label in ((axes[0], 0, "state dimension N"), (axes[1], 1, "model width H")):
+        line = sorted(size for size in grid if size[1 - axis] == own[1 - axis])
+        for width in ("float", 10, 8, 7, 6):
+            xs = [size for size in line if grid[size][width]]
+            ax.errorbar([size[axis] for size in xs], [100 * statistics.fmean(grid[size][width]) for size in xs],
+                        [100 * spread(grid[size][width])[1] for size in xs], fmt="o-", ms=3,
+                        label="fp" if width == "float" else str(width))
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend(title="bits", fontsize=7)
     fig.suptitle(name, fontsize=10)
@@ -266,9 +349,14 @@ def main() -> None:
         cost_lines += cost_rows(name, task, seeds)
         init_lines += init_rows(name, task, seeds)
         lines, curves = noise_table(name, seeds)
+        trained_lines, trained = noise_training_table(name, seeds, curves)
+        if lines:
+            print("\n".join(lines + [""] + trained_lines), end="\n\n")
+            plot_noise(name, curves, trained, args.out / f"noise_{name}.png")
+        lines, grid, own = size_table(name, task, seeds)
         if lines:
             print("\n".join(lines), end="\n\n")
-            plot_noise(name, curves, args.out / f"noise_{name}.png")
+            plot_size(name, grid, own, args.out / f"size_{name}.png")
         lines, found = prune_table(name, seeds)
         if lines:
             print("\n".join(lines), end="\n\n")

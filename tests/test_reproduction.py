@@ -73,3 +73,26 @@ def test_report_aggregates_seeds_and_reduces_costs_at_each_seeds_widths(tmp_path
     qat4 = model_proxies(1, 16, 8, 1, 10, {"all": 4})
     ratios = [float_cost["ace"] / ptq["ace"], float_cost["ace"] / qat4["ace"]]  # seed 0 and seed 1, float → QAT
     assert f"**{reproduction_report.fmt(ratios, 1)}**" in row
+
+
+def test_size_grid_takes_the_tasks_own_size_from_its_sweep_and_others_from_the_size_pieces(tmp_path):
+    task = reproduction.Task("presets/digits.yaml", ("model.d_model=16", "model.d_state=8"), sizes=((4, 16),))
+    folder = tmp_path / "t" / "s0"
+    _write(folder, "float", {"test/acc": 0.9})
+    _write(folder, "sweep/all8", {"test/acc": 0.85})
+    _write(folder, "size/N4H16/float", {"test/acc": 0.8})
+    _write(folder, "size/N4H16/all8", {"test/acc": 0.7})
+    lines, grid, own = reproduction_report.size_table("t", task, reproduction_report.load(tmp_path, "t"))
+    assert own == (8, 16) and sorted(grid) == [(4, 16), (8, 16)]
+    assert grid[8, 16]["float"] == [0.9] and grid[8, 16][8] == [0.85] and grid[4, 16][8] == [0.7]
+    assert grid[4, 16][6] == [] and "| 4 | 16 | 80.0 ± 0.0 (n=1) |" in "\n".join(lines)
+
+
+def test_noise_training_is_shown_beside_the_same_noise_without_training(tmp_path):
+    folder = tmp_path / "t" / "s0"
+    for model in ("float", "all8"):
+        _write(folder, f"noise/train/{model}/0.01", {"curve": {"0.01": {"mean": 0.9, "std": 0, "min": 0.9}}})
+    tested = {("paper", "float"): {"0.01": [0.6]}}
+    lines, curves = reproduction_report.noise_training_table("t", reproduction_report.load(tmp_path, "t"), tested)
+    assert curves["float"]["0.01"] == [0.9] and curves["all8"]["0.02"] == []
+    assert "| float | 90.0 ± 0.0 (n=1) (60.0 ± 0.0 (n=1)) |" in "\n".join(lines)
