@@ -123,6 +123,12 @@ def cost_rows(name: str, task: Task, seeds: dict) -> list[str]:
                  for k in COSTS]
         rows.append(f"| {name} | {label}; per seed PTQ / QAT: {'; '.join(chosen)} | " + " | ".join(cells)
                     + f" | {fmt(accs['ptq'])} / {fmt(accs['qat'])} |")
+    searched = [p["cost/search"] for p in seeds.values() if "cost/search" in p]
+    if searched:
+        chosen = "; ".join(",".join(f"{c} {w}" for c, w in r["final"]["bits"].items()) for r in searched)
+        cells = ["— / — / **" + fmt([float_cost[k] / r[f"cost/{k}"] for r in searched], 1) + "**" for k in COSTS]
+        rows.append(f"| {name} | greedy search (QAT only), per seed: {chosen} | " + " | ".join(cells)
+                    + f" | — / {fmt([r['final']['test_acc'] for r in searched])} |")
     return rows
 
 
@@ -300,6 +306,8 @@ def plot_size(name: str, grid: dict, own: tuple[int, int], path: Path) -> None:
                         [100 * spread(grid[size][width])[1] for size in xs], fmt="o-", ms=3,
                         label="fp" if width == "float" else str(width))
         ax.set_xscale("log")
+        ax.set_xticks([size[axis] for size in line], [str(size[axis]) for size in line])
+        ax.minorticks_off()
         ax.set_xlabel(label)
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend(title="bits", fontsize=7)
