@@ -5,8 +5,8 @@ it finishes, checkpoints kept beside them, so a run cut off after `--budget-s` s
         --tables float,sweep,cost,noise,prune --budget-s 540
 
 Then `python benchmarks/reproduction_report.py --work .device/study` turns every task's and seed's pieces into the
-tables and figures of benchmarks/REPRODUCTION.md. Tables (each builds on the float model; `cost`, `noise` and
-`prune` on the `sweep`'s checkpoints):
+tables and figures of benchmarks/REPRODUCTION.md. Tables (each builds on the float model; `cost`, `noise`,
+`noise_training` and `prune` on the `sweep`'s checkpoints):
 
 - `sweep`: each component alone, and all together, at each width of `SWEEP_BITS`: PTQ, then QAT from the float model;
 - `cost`: per component the smallest width within `TOLERANCE` of float for PTQ and for QAT, that mixed setting
@@ -14,7 +14,9 @@ tables and figures of benchmarks/REPRODUCTION.md. Tables (each builds on the flo
 - `search`: the greedy mixed-precision search (pipeline/steps/mixed_precision.py) from 6 bits at `TOLERANCE`;
 - `size`: float and QAT at 10, 8, 7, 6 bits for each state size N and width H of the task;
 - `noise`: test accuracy under weight noise of the authors' protocol and of ours, float vs QAT at 10, 8, 7, 6, 5
-  bits; and after fine-tuning under the authors' noise at each σ, tested at that σ;
+  bits;
+- `noise_training`: float and QAT at 8, 6, 5 bits fine-tuned for an epoch under the authors' noise at each σ of
+  `TRAIN_SIGMAS`, tested at that σ;
 - `prune`: modes, entries and mixing weights pruned at 1 pp accuracy from the float and the 7- and 10-bit QAT
   models, selected on the validation split (ours) or on the test split (the authors'), without recovery;
 - `init`: QAT from scratch (`qat.init: scratch`) at the widths of `INIT_BITS`.
