@@ -107,6 +107,16 @@ TASKS = {
 }
 
 
+def task_config(task: Task, source: str | None = None, overrides: tuple[str, ...] = ()) -> Config:
+    """The task's preset with its overrides (then `overrides`), tracking off; no data is read."""
+    return load_preset(ROOT / task.preset, 1, source, [*task.overrides, *FAST, *overrides])
+
+
+def mixed_bits(widths: dict[str, int | None]) -> dict[str, int | None]:
+    """The QAT bits of kept widths: per component where components were swept, else the width of `all`."""
+    return {c: w for c, w in widths.items() if c != "all"} or {"all": widths["all"]}
+
+
 class OutOfTime(Exception):
     """The run's budget is spent: what finished is on disk, the next run resumes from it."""
 
@@ -200,7 +210,7 @@ def cost_table(s: Study) -> None:
     reference = s.read("float")["test/acc"]
 
     def compute(method: str, widths: dict) -> dict:
-        mixed = {c: w for c, w in widths.items() if c != "all"} or {"all": widths["all"]}
+        mixed = mixed_bits(widths)
         qat = s.qat(mixed)
         if method == "ptq":
             metrics = evaluate(quantized_copy(float_module, qat), s.config, s.prepared)
@@ -316,8 +326,7 @@ def main() -> None:
     if task.note:
         print(f"{args.task}: {task.note}", flush=True)
     deadline = time.monotonic() + args.budget_s
-    overrides = [*task.overrides, *FAST, f"seed={args.seed}", *args.set]
-    config = load_preset(ROOT / task.preset, 1, args.source, overrides)
+    config = task_config(task, args.source, (f"seed={args.seed}", *args.set))
     folder = args.work / args.task / f"s{args.seed}"
     torch.set_float32_matmul_precision("high")
     with tempfile.TemporaryDirectory(prefix="study-") as scratch:

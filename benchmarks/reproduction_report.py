@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from functools import cache
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -21,9 +22,12 @@ from reproduction import (
     TRAIN_NOISE_MODELS,
     TRAIN_SIGMAS,
     Task,
+    mixed_bits,
     smallest_widths,
+    task_config,
 )
 
+from pipeline.config import ModelConfig
 from pipeline.cost import model_proxies
 
 COSTS = ("ace", "size_bits", "adc")
@@ -66,14 +70,14 @@ def widths_needed(curves: dict, reference: float, method: str) -> dict[str, int 
     return smallest_widths(means, reference)
 
 
+@cache
+def model_of(task: Task) -> ModelConfig:
+    return task_config(task).model
+
+
 def costs_of(task: Task, bits: dict) -> dict:
-    model = dict(override.split("=") for override in task.overrides if override.startswith("model."))
-    return model_proxies(int(model.get("model.n_layers", 2)), int(model.get("model.d_model", 64)),
-                         int(model.get("model.d_state", 32)), 1, task.n_classes, bits)
-
-
-def mixed(widths: dict[str, int | None]) -> dict[str, int | None]:
-    return {c: w for c, w in widths.items() if c != "all"} or {"all": widths["all"]}
+    m = model_of(task)
+    return model_proxies(m.n_layers, m.d_model, m.d_state, 1, task.n_classes, bits)
 
 
 def sweep_table(name: str, task: Task, seeds: dict) -> tuple[list[str], dict]:
@@ -108,7 +112,7 @@ def cost_rows(name: str, task: Task, seeds: dict) -> list[str]:
         reductions, accs, chosen = {k: [] for k in COSTS}, {"ptq": [], "qat": []}, []
         for pieces in complete.values():
             widths = {m: seed_widths(pieces, task, m) for m in ("ptq", "qat")}
-            bits = {m: {"all": widths[m]["all"]} if label == "uniform" else mixed(widths[m]) for m in widths}
+            bits = {m: {"all": widths[m]["all"]} if label == "uniform" else mixed_bits(widths[m]) for m in widths}
             chosen.append(" / ".join(",".join(f"{c} {w}" for c, w in bits[m].items()) for m in ("ptq", "qat")))
             if None in bits["ptq"].values() or None in bits["qat"].values():
                 continue
@@ -183,8 +187,8 @@ def noise_training_table(name: str, seeds: dict, tested: dict) -> tuple[list[str
 def size_table(name: str, task: Task, seeds: dict) -> tuple[list[str], dict, tuple[int, int]]:
     """Accuracy over the state size N and the width H, float and QAT at each width of the size table; the task's
     own size comes from its sweep."""
-    model = dict(override.split("=") for override in task.overrides if override.startswith("model."))
-    own = (int(model.get("model.d_state", 64)), int(model.get("model.d_model", 64)))
+    m = model_of(task)
+    own = (m.d_state, m.d_model)
     grid = {}
     for n, h in sorted({*task.sizes, own}):
         prefix = "" if (n, h) == own else f"size/N{n}H{h}/"
