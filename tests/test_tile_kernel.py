@@ -163,3 +163,30 @@ def test_read_noise_streams_are_standard_normal_and_independent():
     assert torch.equal(again, out)
     _draw[(1,)](again, 8, STREAMS=streams, STEPS=steps)
     assert not torch.equal(again, out)
+
+
+def seed_drawing(multiple_of_16: bool) -> None:
+    """Seed torch so that `scan`'s next noise seed is (or is not) a multiple of 16, which Triton would compile a
+    kernel of its own for if the seed were specialised like other integer arguments."""
+    for candidate in range(10_000):
+        torch.manual_seed(candidate)
+        if (int(torch.randint(2 ** 31 - 1, ())) % 16 == 0) == multiple_of_16:
+            torch.manual_seed(candidate)
+            return
+    raise AssertionError("no such seed")
+
+
+@pytest.mark.skipif(ON != "cuda", reason="kernels are compiled on GPUs only")
+def test_a_new_noise_seed_compiles_no_new_kernel():
+    layer, u = chip_layer(read_noise=0.05), torch.randn(2 * 5, 4, 15, dtype=torch.float64)
+
+    def compiled() -> int:
+        return sum(len(cache[0]) for cache in tile_kernel._scan.device_caches.values())
+
+    seed_drawing(multiple_of_16=False)
+    run_kernel(layer, u)
+    before = compiled()
+    for multiple in (True, False, True):
+        seed_drawing(multiple)
+        run_kernel(layer, u)
+    assert compiled() == before

@@ -152,7 +152,7 @@ def _save(x_at, inside_at, inside_y_at, x_re, x_im, out_re, out_im, out_y, dac_r
     tl.store(inside_y_at, _inside(out_y, adc_y, ADC).to(tl.int8), mask=live)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # a fresh seed per call: never a new compilation
 def _scan(u_ptr, y_ptr, slot_ptr, tile_ptr, x_ptr, inside_ptr, inside_y_ptr, seed, steps, B, C, H, T, t0, MP,
           SF: tl.constexpr, TF: tl.constexpr, W: tl.constexpr, BB: tl.constexpr,
           DAC: tl.constexpr, ADC: tl.constexpr, NOISE: tl.constexpr, RESIDUAL: tl.constexpr, SAVE: tl.constexpr):
