@@ -37,13 +37,17 @@ def sequences_per_s(model, programs, device, chips: int, t: float, dac_bits, adc
                     repeats: int = 5) -> dict:
     """Speed of `simulated(model, …)` on `chips` chips for inputs x (samples, L, d_in), repeated per chip: the
     median of `repeats` calls after the first (compilation included), which is timed apart; the slowest call is
-    kept too, since a call that compiles again (a new specialisation) shows there."""
+    kept too, since a call that compiles again (a new specialisation) shows there; on GPUs, each layer's kernel
+    slot widths per tile index (`tile_kernel.slot_widths`, over all chips)."""
     chip_model = simulator.simulated(model, programs, device, chips, t, dac_bits, adc_bits)
     inputs = x.repeat(chips, 1, 1)
     first = timed(lambda: chip_model(inputs))
     calls = sorted(timed(lambda: chip_model(inputs)) for _ in range(repeats))
     seconds = statistics.median(calls)
-    return {"chips": chips, "sequences": len(inputs), "first_call_s": first, "seconds": seconds,
+    widths = [tile_kernel.slot_widths(tile_kernel.pack(
+        layer._slots("w"), layer._slots("cells"), layer.read_std, layer.row_scale, layer.col_scale, dac_bits,
+        adc_bits)[0]) for layer in (block.ssm for block in chip_model.blocks)] if x.is_cuda else None
+    return {"chips": chips, "sequences": len(inputs), "slot_widths": widths, "first_call_s": first, "seconds": seconds,
             "slowest_call_s": calls[-1], "sequences_per_s": len(inputs) / seconds,
             "slowest_sequences_per_s": len(inputs) / calls[-1]}
 

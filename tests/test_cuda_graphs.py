@@ -54,3 +54,59 @@ def test_training_steps_do_not_wait_for_the_gpu(tiny, tmp_path):
         fit_classifier(config, tmp_path / "prepared", tmp_path / "run", callbacks=[NoHostSync()])
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+class _Graphed(torch.nn.Module):
+    """A module whose forward is a captured pass of `model` (its parameters registered), as DDP wraps it."""
+
+    def __init__(self, model, forward):
+        super().__init__()
+        self.model, self.forward_graphs = model, forward
+
+    def forward(self, x):
+        return self.forward_graphs(x)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_graphs_under_ddp_give_the_eager_gradients(compile, tmp_path):
+    """DDP's all-reduce runs from the gradient hooks outside the graphs; one NCCL process reduces over itself."""
+    torch.distributed.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        eager = quantize(S4DClassifier(1, 5, d_model=16, d_state=8, n_layers=2), {"all": 4}).cuda().train()
+        graphed_model = copy.deepcopy(eager)
+        x, y = torch.randn(8, 50, 1, device="cuda"), torch.randint(0, 5, (8,), device="cuda")
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            _Graphed(graphed_model, capture(graphed_model, "conv", x, compile)), device_ids=[0])
+        for _ in range(2):
+            F.cross_entropy(eager(x), y).backward()
+            F.cross_entropy(ddp(x), y).backward()
+        for (name, a), b in zip(eager.named_parameters(), graphed_model.parameters()):
+            assert b.grad is not None and torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+class GraphsUsed(L.Callback):
+    """Writes whether the training pass was replayed from graphs, per process (DDP's processes are spawned)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_end(self, trainer, module):
+        (self.folder / f"rank{trainer.global_rank}").write_text(str(module._graphed is not None))
+
+
+def test_one_ddp_process_trains_graphed_like_one_plain_process(tiny, tmp_path):
+    train = tiny.train.model_copy(update={"accelerator": "gpu", "deterministic": False, "compile": False})
+    config = tiny.model_copy(update={"train": train, "pretrain": tiny.pretrain.model_copy(update={"epochs": 2})})
+    data.prepare(config, tmp_path / "prepared")
+    plain, plain_metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "plain")
+    ddp = config.model_copy(update={"train": train.model_copy(update={"strategy": "ddp_spawn"})})
+    spawned, ddp_metrics = fit_classifier(ddp, tmp_path / "prepared", tmp_path / "ddp",
+                                          callbacks=[GraphsUsed(tmp_path)])
+    assert (tmp_path / "rank0").read_text() == "True"
+    assert abs(plain_metrics["test/acc"] - ddp_metrics["test/acc"]) < 0.02
+    for (name, a), b in zip(plain.state_dict().items(), spawned.state_dict().values()):
+        if a.is_floating_point() and name != "model.encoder.bias":  # no gradient: BatchNorm follows
+            assert (b - a).norm() <= 1e-3 * a.norm() + 1e-6, name

@@ -84,12 +84,13 @@ class ClassifierModule(L.LightningModule):
 
     def use_cuda_graphs(self, enabled: bool = True, compile: bool = False) -> None:
         """Capture the training pass (compiled first with `compile`) as CUDA graphs at the next training step, if
-        it runs on one GPU in 32 or 64 bits (autocast and DDP's gradient hooks do not mix with capture); otherwise
-        train eagerly."""
+        it runs on GPUs in 32 or 64 bits (autocast does not mix with capture); otherwise train eagerly. Under DDP
+        each process captures its own pass; the graphs hold the model's forward and backward only, and DDP's
+        gradient all-reduce runs outside them, from the hooks on the parameters' gradient accumulation."""
         self._graphs, self._compile, self._graphed = enabled, compile, None
 
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
-        usable = (self._graphs and x.is_cuda and self.train_mode != "chip" and self.trainer.world_size == 1
+        usable = (self._graphs and x.is_cuda and self.train_mode != "chip"
                   and self.trainer.precision in ("32-true", "64-true"))
         if not usable:
             return self(x, self.train_mode)

@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies import DDPStrategy
 
 from pipeline.config import Config, Schedule
 from pipeline.data import read_meta
@@ -60,6 +61,12 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
+def strategy(name: str) -> str | DDPStrategy:
+    """Lightning's strategy for `train.strategy`: `ddp_spawn` is DDP in spawned processes whose parameters'
+    gradients are views into DDP's all-reduce buckets (no copy into and out of the buckets at every step)."""
+    return DDPStrategy(start_method="spawn", gradient_as_bucket_view=True) if name == "ddp_spawn" else name
+
+
 def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logger | None = None,
                  grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
@@ -73,7 +80,7 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logge
     train = config.train
     on_gpus = train.devices > 1 and train.accelerator != "cpu" and torch.cuda.is_available()
     return L.Trainer(
-        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
+        max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=strategy(train.strategy),
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
         precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip,
         logger=logger or False, callbacks=[DivergenceCheck(), best, last, EpochReport(print_lines=not interactive),
