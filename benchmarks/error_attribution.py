@@ -48,7 +48,7 @@ def main() -> None:
     model = module.model.to(on).eval()
     x, y = load_split(args.data, "test").tensors
     x, y = x[:args.test_samples or settings.test_samples], y[:args.test_samples or settings.test_samples]
-    calibration = range_batches(load_split(args.data, "train").tensors[0], settings.batch_size)
+    calibration = range_batches(load_split(args.data, "train").tensors[0], config.train.batch_size)
     programs = program_all(tile_ranges(model, calibration, settings), device)
     report = Report(args.out, checkpoint=str(args.checkpoint), chip_device=args.device, chips=args.chips,
                     test_samples=len(x), software_acc=accuracy(model, x, y, module.eval_mode))

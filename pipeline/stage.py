@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +71,14 @@ def run(stage: Callable[..., None], *names: str, params: str | Path = "params.ya
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    exit_without_teardown()
+
+
+def exit_without_teardown() -> None:
+    """End a finished stage's process after its exit handlers (logging, MLflow, …) and without the interpreter's
+    teardown of every module and object, which for a process that imported torch, Lightning and MLflow takes about
+    1.5 s on 2 cores, between every two stages of a run. The stage's files are closed by then."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -8,7 +8,7 @@ from conftest import TINY
 
 from pipeline.analog import export
 from pipeline.analog.calibration import map_model
-from pipeline.analog.converters import convert
+from pipeline.analog.converters import adc, dac
 from pipeline.analog.device_model import Chips, drift_exponents, flicker_std
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile, tensor_cells
@@ -71,17 +71,40 @@ def test_tile_matrix_holds_the_real_recurrence():
     assert modes_per_tile(64, 64) == 15 and modes_per_tile(4, 6) == 1 and modes_per_tile(3, 64) == 0
 
 
+def grid(x: torch.Tensor, bits: int, full_scale) -> torch.Tensor:
+    """The reference b-bit grid over ±full_scale: round(x / step)·step with step = full_scale / L, clipped at ±L."""
+    levels = 2 ** (bits - 1) - 1
+    step = full_scale / levels
+    return torch.clamp(torch.round(x / step), -levels, levels) * step
+
+
 def test_converters_round_to_the_grid_and_clip():
     x = torch.tensor([-3.0, -0.74, -0.2, 0.3, 0.76, 2.0])
-    assert convert(x, 2, 1.0).tolist() == [-1.0, -1.0, -0.0, 0.0, 1.0, 1.0]  # 2 bits: {−1, 0, 1}
+    assert adc(torch.tensor(1.0), 2)(x)[0].tolist() == [-1.0, -1.0, -0.0, 0.0, 1.0, 1.0]  # 2 bits: {−1, 0, 1}
     codes = torch.tensor([-3.0, -1.0, 0.0, 0.0, 1.0, 3.0])  # 3 bits, full scale 2: L = 3, step 2/3
-    assert torch.allclose(convert(x, 3, 2.0), codes * 2 / 3)
+    assert torch.allclose(adc(torch.tensor(2.0), 3)(x)[0], codes * 2 / 3)
+    assert torch.allclose(dac(torch.tensor(2.0), 3)(x)[0], codes / 3)  # a DAC reads in units of its full scale
     for bits in (2, 3, 8):  # a b-bit converter has at most 2^b codes: symmetric, 2^b − 1
-        assert convert(torch.linspace(-2, 2, 20001), bits, 1.0).unique().numel() == 2 ** bits - 1
+        values = adc(torch.tensor(1.0), bits)(torch.linspace(-2, 2, 20001))[0]
+        assert values.unique().numel() == 2 ** bits - 1
+        assert torch.allclose(values, grid(torch.linspace(-2, 2, 20001), bits, 1.0), rtol=0, atol=1e-6)
     for key in ("dac_bits", "adc_bits"):  # one bit would leave the symmetric converter only its zero
         with pytest.raises(ConfigError, match=f"evaluate.{key} = 1"):
             parse({**TINY, "evaluate": {key: 1}})
-    assert torch.equal(convert(x, None, 1.0), x)
+    assert adc(torch.tensor(1.0), None)(x)[0] is x
+    assert torch.equal(dac(torch.tensor(2.0), None)(x)[0], x / 2)
+
+
+def test_converters_tell_where_they_clip():
+    """Straight-through training passes gradient where a converter did not clip; with `pairs`, where neither part
+    of a mode did (Converter.slope: 1/full scale for a DAC, 1 for an ADC)."""
+    x = torch.tensor([-1.5, -0.3, 0.2, 0.9, 1.2])
+    converter = dac(torch.tensor(2.0), 3)
+    assert converter(2 * x, keep=True)[1].tolist() == [False, True, True, True, False]
+    assert converter.slope == 0.5 and adc(torch.tensor(2.0), 3).slope == 1.0
+    pairs = torch.tensor([[0.2, 1.2], [0.3, -0.4], [-1.5, 0.1]])
+    assert dac(torch.tensor(1.0), 3)(pairs, pairs=True, keep=True)[1].tolist() == [[False], [True], [False]]
+    assert dac(torch.tensor(1.0), 3)(pairs)[1] is None  # kept only when asked
 
 
 def one_layer_program(device):
@@ -145,7 +168,7 @@ def test_slot_form_holds_every_mapped_cell_and_steps_like_the_dense_tiles():
     for t in range(16):  # the dense tile product, step by step: rows u_t, u_{t−1}, state
         inputs = torch.stack([padded[..., t + 1], padded[..., t]], -1)[..., None, :].expand(2, 3, 4, T, FIXED_ROWS)
         v = torch.cat([inputs, state], -1)
-        out = convert(torch.einsum("cbhtr,chtrk->cbhtk", convert(v / program.row_scale, 8, 1.0), weights), 8,
+        out = grid(torch.einsum("cbhtr,chtrk->cbhtk", grid(v / program.row_scale, 8, 1.0), weights), 8,
                       program.col_scale)
         state = out[..., :-1]
         outputs.append(out[..., -1].sum(-1))

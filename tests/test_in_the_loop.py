@@ -6,7 +6,6 @@ from conftest import TINY
 
 from pipeline import data
 from pipeline.analog.calibration import program_all
-from pipeline.analog.converters import convert
 from pipeline.analog.device_model import Chips
 from pipeline.analog.devices import PRESETS
 from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, drawn_chips, stored_ranges
@@ -66,15 +65,6 @@ def test_ideal_converters_give_the_recurrence_and_its_gradients(mapping):
     assert chip_grads.keys() == ref_grads.keys() and any("ssm.log_A_re" in n for n in ref_grads)
     for name, ref in ref_grads.items():
         assert torch.allclose(chip_grads[name], ref, rtol=1e-7, atol=1e-10), name
-
-
-def test_converter_gradient_passes_inside_the_full_scale_only():
-    x = torch.tensor([-1.5, -0.3, 0.2, 0.9, 1.2], requires_grad=True)
-    convert(x, 3, 1.0).sum().backward()
-    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
-    pairs = torch.tensor([[0.2, 1.2], [0.3, -0.4], [-1.5, 0.1]], requires_grad=True)
-    convert(pairs, 3, 1.0, pairs=True).sum().backward()
-    assert pairs.grad.tolist() == [[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
 
 
 def test_gradients_through_hundreds_of_steps_stay_bounded_on_drawn_chips():

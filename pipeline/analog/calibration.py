@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline.analog.devices import DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, Layout, TileProgram, layout, modes_per_tile, program
-from pipeline.analog.tile_read import run_steps, slot_form, tile_step, with_layers
+from pipeline.analog.tile_read import Converters, run_steps, slot_form, tile_step, with_layers
 from pipeline.model import S4DClassifier
 
 
@@ -30,11 +30,10 @@ class _Probe(nn.Module):
         H, T, R, K = self.shape
         u = u.unsqueeze(0)
         w = {name: value.to(u) for name, value in self.slots.items()}
-        rows, cols = u.new_ones(H, T, R), u.new_ones(H, T, K)
         maxima = [m.to(u) for m in (self.u_max, self.state_max, self.y_max, self.column_max)]  # no sync per step
 
-        def step(x, u_t, u_prev):
-            new, y = tile_step(x, u_t, u_prev, w, w, None, rows, cols, None, None, self.residual)
+        def step(t, x, u_t, u_prev):
+            new, y, _ = tile_step(x, u_t, u_prev, w, w, None, Converters.unit(), self.residual)
             column = new - x if self.residual else new
             for i, (signal, dims) in enumerate(((u_t, (0, 1)), (new, (0, 1, 4, 5)), (y, (0, 1)),
                                                 (column, (0, 1, 4, 5)))):

@@ -1,6 +1,8 @@
 """The converters between the digital signals and a tile's rows and columns: symmetric b-bit DACs and ADCs."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -10,33 +12,42 @@ def converter_levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-class _Convert(torch.autograd.Function):
-    """The converter's grid forward; straight-through backward inside the full scale, zero where it clips (with
-    `pairs`, zero for both entries of the last dimension where either clips)."""
+class Converter(NamedTuple):
+    """A converter over ±full scale s: code = clamp(round(x·gain), ±L), output code·step, with gain L/s; a DAC reads
+    in DAC units (step 1/L: ±1 at full scale), an ADC in signal units (step s/L). Ideal (L = 0): x·gain·step.
+    `slope` is ∂output/∂x where the converter does not clip (straight-through: 1/s for a DAC, 1 for an ADC).
+    The gains multiply instead of dividing, as the GPU kernel's do (tile_kernel.pack)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, bits: int, full_scale: torch.Tensor | float, pairs: bool) -> torch.Tensor:
-        levels = converter_levels(bits)
-        step = full_scale / levels
-        code = torch.round(x / step)
-        if ctx.needs_input_grad[0]:
-            inside = code.abs() <= levels
-            ctx.save_for_backward(inside.all(-1, keepdim=True) if pairs else inside)
-        return torch.clamp(code, -levels, levels) * step
+    gain: torch.Tensor | float
+    step: torch.Tensor | float
+    levels: int
+    slope: torch.Tensor | float
 
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        inside, = ctx.saved_tensors
-        return g * inside, None, None, None
+    def __call__(self, x: torch.Tensor, pairs: bool = False, keep: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the output, where it did not clip if `keep` else None); `pairs`: the last dimension holds a mode's
+        (Re, Im), inside only where both are."""
+        if not self.levels:  # ideal: step 1
+            return (x if isinstance(self.gain, float) and self.gain == 1.0 else x * self.gain), None
+        code = (x * self.gain).round_()
+        inside = None
+        if keep:
+            inside = code.abs() <= self.levels
+            inside = inside[..., :1] & inside[..., 1:] if pairs else inside
+        return code.clamp_(-self.levels, self.levels).mul_(self.step), inside
 
 
-def convert(x: torch.Tensor, bits: int | None, full_scale: torch.Tensor | float, pairs: bool = False
-            ) -> torch.Tensor:
-    """A DAC or ADC: the grid {−L, …, L}·full_scale/L with L = `converter_levels(bits)`, clipped; None = ideal.
-    Gradients pass straight through where the input is inside the full scale (hardware-in-the-loop training).
-    `pairs`: the last dimension holds a mode's (Re, Im), whose gradient passes only where both are inside: a
-    converter that cut one part would turn the mode's rotation into a shear, and alternating shears over hundreds
-    of steps make the gradient grow without bound, while an intact rotation with |Ā| ≤ 1 cannot."""
+def dac(full_scale: torch.Tensor, bits: int | None) -> Converter:
+    """A DAC over ±full_scale at `bits` (None: ideal, x / full_scale)."""
     if bits is None:
-        return x
-    return _Convert.apply(x, bits, full_scale, pairs)
+        return Converter(1 / full_scale, 1.0, 0, 1 / full_scale)
+    levels = converter_levels(bits)
+    return Converter(levels / full_scale, 1 / levels, levels, 1 / full_scale)
+
+
+def adc(full_scale: torch.Tensor, bits: int | None) -> Converter:
+    """An ADC over ±full_scale at `bits` (None: ideal, the current itself)."""
+    if bits is None:
+        return Converter(1.0, 1.0, 0, 1.0)
+    levels = converter_levels(bits)
+    return Converter(levels / full_scale, full_scale / levels, levels, 1.0)

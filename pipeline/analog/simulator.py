@@ -7,7 +7,8 @@ them back to signal units through ADCs (`adc_bits` over ± the column's full sca
 channel's tiles are summed digitally. One extra step flushes the last output.
 A tile is read in slot form (`slot_form`, `tile_step`): only the cells a mapped tile can hold, which gives the
 dense tile product's currents with a fraction of the work. On GPUs the whole recurrence of a layer is one Triton
-kernel (`tile_kernel.scan`, also differentiable); elsewhere `tile_step` runs step by step.
+kernel (`tile_kernel.scan`, also differentiable); elsewhere `tile_step` runs step by step (`tile_read.read_layer`,
+with its own backward pass through time).
 
 Device non-idealities (drawn once per chip, then evaluated at a time t after programming):
     programmed   G = G_target + σ(G_target, t)·z,  z ~ N(0, 1), clipped at 0

@@ -7,11 +7,10 @@ tile index runs as wide as its fullest tile (a power of 2), and tile indices of 
 32 modes on 64×64 tiles fills tiles of 15, 15 and 2 modes, which run as one launch 16 slots wide and one 2 wide.
 The arithmetic is `tile_step`'s: DAC, the three weights into each state column and the two into y, read noise
 std·√(Σ v²·cells) per column, ADC (rounding half to even, like torch.round), with converters that multiply by
-precomputed gains instead of dividing (equal to the loop in float64; in float32 an ulp can move a value across a
-converter's rounding boundary). Read noise: each column's normals come from its own XORWOW stream (Marsaglia,
-"Xorshift RNGs", J. Stat. Softw. 2003; cuRAND's default generator), seeded by Philox and kept in registers, through
-Box–Muller on 24-bit uniforms with the GPU's approximate log, sin and cos; it has the eager loop's distribution,
-not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+precomputed gains, as the loop's do (`converters.Converter`). Read noise: each column's normals come from its own
+XORWOW stream (Marsaglia, "Xorshift RNGs", J. Stat. Softw. 2003; cuRAND's default generator), seeded by Philox and
+kept in registers, through Box–Muller on 24-bit uniforms with the GPU's approximate log, sin and cos; it has the
+eager loop's distribution, not its draws. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
 For training (hardware in the loop) the forward pass keeps each step's state and where each ADC stayed inside its
 full scale, and `_scan_grad` runs back-propagation through time on the same grid, from the last step to the first:
 converters straight-through where they did not clip, the weights' gradients summed in registers over time.

@@ -37,7 +37,8 @@ def duration(seconds: float) -> str:
 
 
 def range_batches(train_x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """The first CALIBRATION_BATCHES training batches of `batch_size`, on which converter ranges are measured."""
+    """The first CALIBRATION_BATCHES training batches of `batch_size` (`train.batch_size`), on which converter ranges
+    are measured: those training calibrates quantizers and tiles on."""
     return list(train_x[:CALIBRATION_BATCHES * batch_size].split(batch_size))
 
 
@@ -144,7 +145,7 @@ def run(config: Config, data: Path, model: Path, programs_dir: Path, metrics: Pa
         module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
         x, y = load_split(data, "test").tensors
         x, y = x[:settings.test_samples], y[:settings.test_samples]
-        calibration = range_batches(load_split(data, "train").tensors[0], settings.batch_size)
+        calibration = range_batches(load_split(data, "train").tensors[0], config.train.batch_size)
         software = accuracy(module.model, x, y, module.eval_mode)
         curves, programs = crossbar_accuracy(module, x, y, calibration, settings, config.seed, on)
         first, start = settings.devices[0], next(iter(curves[settings.devices[0]]))

@@ -71,7 +71,7 @@ def cost_function(config: Config, data_dir: str | Path) -> Callable[[ClassifierM
         return lambda module, bits: float(costs(config, data_dir, bits)[name])
     settings = config.evaluate
     x = load_split(data_dir, "train").tensors[0]
-    ranges = range_batches(x, settings.batch_size)
+    ranges = range_batches(x, config.train.batch_size)
     return lambda module, bits: model_energy(module, ranges, x.shape[1], settings)
 
 

@@ -31,9 +31,8 @@ def energies(config: Config, data: Path, checkpoints: dict[str, Path]) -> dict[s
     modules = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
                for name, path in checkpoints.items()}
     modules["PTQ"] = quantized_copy(modules["float"], config.qat)
-    calibrate(modules["PTQ"].model, range_batches(x, config.train.batch_size),  # the batches training calibrates on
-              modules["PTQ"].eval_mode)
-    ranges = range_batches(x, settings.batch_size)
+    ranges = range_batches(x, config.train.batch_size)
+    calibrate(modules["PTQ"].model, ranges, modules["PTQ"].eval_mode)
     return {name: model_energy(module, ranges, x.shape[1], settings) for name, module in modules.items()}
 
 
