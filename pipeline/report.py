@@ -146,7 +146,8 @@ def markdown(inputs: ReportInputs, plots: str = "../plots") -> str:
 
     noise = m["noise_robustness"]
     sigmas = sorted(next(iter(noise.values())), key=float)
-    lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws; σ_rel relative to max − min. Rows "
+    lines += ["## Accuracy under weight noise", "", "Mean ± std over noise draws, on the crossbar section's test "
+              "sequences (`evaluate.test_samples`); σ_rel relative to max − min. Rows "
               "without a prefix: noise on every crossbar-mapped tensor (Ā, B̄, C, D); `paper/`: QS4D's protocol, the "
               "continuous A alone.", "",
               table(["model", *(f"σ {100 * float(s):g}%" for s in sigmas)],

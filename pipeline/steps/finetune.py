@@ -74,12 +74,13 @@ def curve_name(model: str, protocol: str) -> str:
 def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: Path, out: Path, metrics: Path,
          robustness_metrics: Path, plot: Path) -> None:
     """The `finetune` stage: noise-aware fine-tuning of the pruned model → its checkpoint and metrics, and the
-    robustness curve of the float, QAT and fine-tuned models → a metrics file and a plot."""
+    robustness curve of the float, QAT and fine-tuned models on the test samples the crossbar evaluation uses
+    (`evaluate.test_samples`) → a metrics file and a plot."""
     settings = config.finetune
     with tracking.stage_run(config, "finetune") as tracked:
         pruned = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
         tuned, values = finetune(pruned, config, data, WORKDIR, logger=tracked.lightning_logger())
-        x, y = load_split(data, "test").tensors
+        x, y = (t[:config.evaluate.test_samples] for t in load_split(data, "test").tensors)  # the chips' samples
         models = {name: ClassifierModule.load_from_checkpoint(p, map_location="cpu")
                   for name, p in {"float": float_model, "qat": qat_model}.items()}
         curves = {curve_name(name, protocol): robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed,
