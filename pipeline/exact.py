@@ -10,6 +10,9 @@ PTQ of the float model; the pruning search on the QAT model (both criteria); cos
 curve of the pruned model; its crossbar mapping, program export and simulation on the ideal and the RRAM preset
 (fixed seeds, two chips, two times); its energy per inference. A value passes when it is within `RELATIVE` of
 the expected one: far above float rounding, far below any change of behaviour (one flipped sample is ≥ 0.5%).
+The chips' accuracies (`crossbar/…`) pass within one test sample of one chip: B̄'s complex arithmetic and the
+range calibration's sums round differently on another CPU code path (an ulp), which can move one converter code
+and, once in a few hundred sequences, the class of one.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ RELATIVE = 1e-5
 SLICE = {"train": CALIBRATION_BATCHES * 64, "validation": 400, "test": 300}  # samples kept of each split
 EVALUATE = EvaluateConfig(devices=["ideal", "rram"], chips=2, times=[1.0, 86400.0], batch_size=64)
 SIGMAS, DRAWS = [0.0, 0.02, 0.05], 2
+CHUNKS = 64  # the pruning searches' smallest chunk: 1/64 of the candidates, as the default run's `prune.chunks`
 
 
 def make_fixtures(float_ckpt: Path, qat_ckpt: Path, data_dir: Path, folder: Path = FOLDER) -> None:
@@ -92,10 +96,11 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     out |= _prefixed("cost/qat", model_proxies(*shape, bits))
 
     accuracy_pruned = pruned_copy(qat_module)
-    search = prune(accuracy_pruned.model, x_val, y_val, qat_module.eval_mode, 0.01, criterion="accuracy")
+    search = prune(accuracy_pruned.model, x_val, y_val, qat_module.eval_mode, 0.01, criterion="accuracy",
+                   chunks=CHUNKS)
     out |= _prefixed("prune_accuracy", {**search["removed"], "val_acc": search["val_acc"]})
     pruned = pruned_copy(qat_module)
-    search = prune(pruned.model, x_val, y_val, qat_module.eval_mode, 0.05, criterion="loss")
+    search = prune(pruned.model, x_val, y_val, qat_module.eval_mode, 0.05, criterion="loss", chunks=CHUNKS)
     out |= _prefixed("prune_loss", {**search["removed"], "val_acc": search["val_acc"], "val_loss": search["val_loss"]})
     layers = search["layers"]
     out |= _prefixed("pruned", {k.removeprefix("pruned/"): v for k, v in fractions(layers).items()})
@@ -119,13 +124,19 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     return out
 
 
+def tolerance(key: str) -> float:
+    """The absolute difference a value may show besides `RELATIVE` (module docstring): one sample of one chip for
+    the chips' accuracies."""
+    return 1.001 / SLICE["test"] if key.startswith("crossbar/") else 1e-12
+
+
 def compare(expected: dict[str, float], now: dict[str, float], relative: float = RELATIVE) -> list[str]:
-    """One line per value that differs beyond `relative` (or is missing or new)."""
+    """One line per value that differs beyond `relative` and `tolerance` (or is missing or new)."""
     problems = [f"{k}: missing (expected {expected[k]!r})" for k in sorted(set(expected) - set(now))]
     problems += [f"{k}: new value {now[k]!r} (not in the expected file)" for k in sorted(set(now) - set(expected))]
     for key in sorted(set(expected) & set(now)):
         want, got = expected[key], now[key]
-        if not math.isclose(got, want, rel_tol=relative, abs_tol=1e-12):
+        if not math.isclose(got, want, rel_tol=relative, abs_tol=tolerance(key)):
             problems.append(f"{key}: expected {want!r}, now {got!r}")
     return problems
 
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None, folder: Path = FOLDER) -> int:
         print(f"exact tier FAILED: {len(problems)} of {len(expected['values'])} values differ beyond "
               f"{RELATIVE:g} relative:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    print(f"exact tier passed: {len(now)} values within {RELATIVE:g} relative")
+    print(f"exact tier passed: {len(now)} values within {RELATIVE:g} relative (chips' accuracies within one sample)")
     return 0
 
 

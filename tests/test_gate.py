@@ -101,6 +101,11 @@ def test_exact_tier_flags_any_moved_value_and_nothing_else():
     acc = "crossbar/rram/1s/mean"
     problems = exact.compare(expected, {**expected, acc: expected[acc] - 0.02})  # a 2 pp drop
     assert len(problems) == 1 and problems[0].startswith(acc)
+    one_sample = 1 / exact.SLICE["test"]  # a chip's accuracy with one sequence flipped passes
+    assert exact.compare(expected, {**expected, acc: expected[acc] - one_sample}) == []
+    assert exact.compare(expected, {**expected, acc: expected[acc] - 2 * one_sample})[0].startswith(acc)
+    noise = "noise/0.05/mean"  # elsewhere one sample moves a value far beyond the relative tolerance
+    assert exact.compare(expected, {**expected, noise: expected[noise] - 1 / exact.SLICE["test"]})[0].startswith(noise)
     energy = "energy/pj_per_inference"
     assert exact.compare(expected, {**expected, energy: expected[energy] * 1.2})[0].startswith(energy)
     assert "missing" in exact.compare(expected, {k: v for k, v in expected.items() if k != acc})[0]

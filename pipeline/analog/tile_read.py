@@ -67,15 +67,15 @@ def tile_step(x: torch.Tensor, u_t: torch.Tensor, u_prev: torch.Tensor, w: dict,
     v_prev, inside_prev = converters.u_prev(u_prev.unsqueeze(-1), keep=keep)
     v_x, inside_x = converters.x(x, pairs=True, keep=keep)
     v_re, v_im, v_in = v_x[..., :1], v_x[..., 1:], v_u[..., None, None]
-    out_x = (v_in * w["input"]).addcmul_(v_re, w["block"][..., 0, :]).addcmul_(v_im, w["block"][..., 1, :])
-    out_y = (v_x * w["out"]).sum((-2, -1)).addcmul_(v_prev, w["skip"])
+    out_x = (v_in * w["input"]).add_(v_re * w["block"][..., 0, :]).add_(v_im * w["block"][..., 1, :])
+    out_y = (v_x * w["out"]).sum((-2, -1)).add_(v_prev * w["skip"])
     if read_std is not None:
         square = v_x * v_x
-        spread_x = (v_in * v_in * cells["input"]).addcmul_(square[..., :1], cells["block"][..., 0, :]).addcmul_(
-            square[..., 1:], cells["block"][..., 1, :]).sqrt_()
-        spread_y = (square * cells["out"]).sum((-2, -1)).addcmul_(v_prev * v_prev, cells["skip"]).sqrt_()
-        out_x.addcmul_(torch.randn_like(out_x).mul_(spread_x), read_std[0])
-        out_y.addcmul_(torch.randn_like(out_y).mul_(spread_y), read_std[1])
+        spread_x = (v_in * v_in * cells["input"]).add_(square[..., :1] * cells["block"][..., 0, :]).add_(
+            square[..., 1:] * cells["block"][..., 1, :]).sqrt_()
+        spread_y = (square * cells["out"]).sum((-2, -1)).add_(v_prev * v_prev * cells["skip"]).sqrt_()
+        out_x.add_(torch.randn_like(out_x).mul_(spread_x).mul_(read_std[0]))
+        out_y.add_(torch.randn_like(out_y).mul_(spread_y).mul_(read_std[1]))
     state, inside_state = converters.state(out_x, pairs=True, keep=keep)
     y, inside_y = converters.y(out_y, keep=keep)
     kept = Kept(v_u, v_prev, v_x, inside_u, inside_prev, inside_x, inside_state, inside_y) if keep else None
