@@ -31,9 +31,10 @@ class _Probe(nn.Module):
         u = u.unsqueeze(0)
         w = {name: value.to(u) for name, value in self.slots.items()}
         maxima = [m.to(u) for m in (self.u_max, self.state_max, self.y_max, self.column_max)]  # no sync per step
+        unit = Converters.unit()
 
-        def step(t, x, u_t, u_prev):
-            new, y, _ = tile_step(x, u_t, u_prev, w, w, None, Converters.unit(), self.residual)
+        def step(x, u_t, u_prev):
+            new, y, _ = tile_step(x, u_t, u_prev, w, w, None, unit, self.residual)
             column = new - x if self.residual else new
             for i, (signal, dims) in enumerate(((u_t, (0, 1)), (new, (0, 1, 4, 5)), (y, (0, 1)),
                                                 (column, (0, 1, 4, 5)))):

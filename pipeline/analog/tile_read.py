@@ -83,13 +83,13 @@ def tile_step(x: torch.Tensor, u_t: torch.Tensor, u_prev: torch.Tensor, w: dict,
 
 
 def run_steps(u: torch.Tensor, tiles: int, slots: int, step) -> torch.Tensor:
-    """The step loop from a zero state (C, B, H, tiles, slots, 2): u (C, B, H, L), step(t, x, u_t, u_{t−1}) → (next
+    """The step loop from a zero state (C, B, H, tiles, slots, 2): u (C, B, H, L), step(x, u_t, u_{t−1}) → (next
     state, y_{t−1} per tile (C, B, H, T)); returns y (C, B, H, L), summed over each channel's tiles."""
     x = u.new_zeros(*u.shape[:3], tiles, slots, 2)
     u_prev, outputs = torch.zeros_like(u[..., 0]), []
     for t in range(u.shape[-1] + 1):  # one extra step flushes the last output
         u_t = u[..., t] if t < u.shape[-1] else torch.zeros_like(u_prev)
-        x, y = step(t, x, u_t, u_prev)
+        x, y = step(x, u_t, u_prev)
         if t > 0:
             outputs.append(y.sum(-1))
         u_prev = u_t
@@ -110,7 +110,7 @@ class _Loop(torch.autograd.Function):
         w = {"input": w_input, "block": w_block, "out": w_out, "skip": w_skip}
         kept = []
 
-        def step(t, x, u_t, u_prev):
+        def step(x, u_t, u_prev):
             x, y, k = tile_step(x, u_t, u_prev, w, cells, read_std, converters, residual, keep=True)
             kept.append(k)
             return x, y
@@ -164,8 +164,8 @@ def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | N
     weights = (w["input"], w["block"], w["out"], w["skip"])
     if torch.is_grad_enabled() and any(v.requires_grad for v in (u, *weights)):
         return _Loop.apply(u, *weights, jacobian, cells, std, converters, residual)
-    return run_steps(u, tiles, slots, lambda t, x, u_t, u_prev: tile_step(x, u_t, u_prev, w, cells, std,
-                                                                         converters, residual)[:2])
+    return run_steps(u, tiles, slots, lambda x, u_t, u_prev: tile_step(x, u_t, u_prev, w, cells, std, converters,
+                                                                      residual)[:2])
 
 
 def reader(u: torch.Tensor, widths: list[int] | None = None):
