@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import ConfigError, load
+from pipeline.config import Config, ConfigError, load
 from pipeline.data.common import DataError
+from pipeline.gpu_claims import claim_visible_gpus
 
 
 def write_metrics(path: Path, metrics: dict) -> Path:
@@ -64,7 +65,9 @@ def run(stage: Callable[..., None], *names: str, params: str | Path = "params.ya
     exit code 1."""
     given = paths(names)
     try:
-        stage(load(params), **given)
+        config = load(params)
+        pin_gpus(config)
+        stage(config, **given)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -72,6 +75,18 @@ def run(stage: Callable[..., None], *names: str, params: str | Path = "params.ya
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     exit_without_teardown()
+
+
+def pin_gpus(config: Config) -> None:
+    """On a machine with several GPUs, give this stage the `train.devices` GPUs that the fewest other running
+    stages hold (`gpu_claims`), so that experiments run side by side (`dvc queue start -j <GPUs>`) spread over them.
+    torch counts GPUs through NVML here, without starting CUDA."""
+    if config.train.accelerator == "cpu":
+        return
+    available = torch.cuda.device_count()
+    gpus = claim_visible_gpus(config.train.devices, available)
+    if gpus is not None:
+        print(f"on GPU {', '.join(map(str, gpus))} of {available} (CUDA_VISIBLE_DEVICES)", flush=True)
 
 
 def exit_without_teardown() -> None:

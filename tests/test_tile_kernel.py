@@ -101,8 +101,7 @@ def test_layer_uses_the_kernel_on_the_gpu_in_single_precision():
     assert torch.allclose(got, expected, rtol=0, atol=1e-4 * expected.abs().max().item())
 
 
-@pytest.mark.parametrize("mapping,rows,cols,bits,through", [("full", 6, 10, 4, False), ("residual", 6, 10, 4, False),
-                                                           ("residual", 6, 10, 4, True),
+@pytest.mark.parametrize("mapping,rows,cols,bits,through", [("full", 6, 10, 4, False), ("residual", 6, 10, 4, True),
                                                            ("residual", 10, 18, None, False)])
 def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, bits, through):
     """Back-propagation through time in the kernel against autograd through `tile_step`'s loop: the inputs', the

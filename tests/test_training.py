@@ -174,17 +174,6 @@ def test_training_on_a_terminal_prints_no_banners_tips_or_summary(tiny, tmp_path
     assert not any(noise in printed for noise in ("GPU available", "TPU available", "Tip", "Total params", "| Name"))
 
 
-def test_importing_the_library_adds_no_warning_filters():
-    import subprocess
-    import sys
-
-    code = ("import warnings, lightning, torch, torchmetrics, datasets, matplotlib; before = list(warnings.filters); "
-            "import pipeline.training, pipeline.steps.qat, pipeline.steps.evaluate, pipeline.steps.finetune; "
-            "added = [f for f in warnings.filters if f not in before]; assert not added, added")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-
-
 @pytest.mark.parametrize("warmup,total", [(0, 50), (1, 50), (2, 7), (10, 100)])
 def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine(warmup, total):
     parameter = torch.nn.Parameter(torch.zeros(1))
