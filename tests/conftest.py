@@ -87,7 +87,7 @@ def tiny(tmp_path):
 @pytest.fixture
 def project(tmp_path):
     """A fresh git + DVC project in tmp_path with this repository's code and tiny digits params."""
-    for name in ("pipeline", "stages", "dvc.yaml"):
+    for name in ("pipeline", "stages", "dvc.yaml", ".dvcignore"):
         source = ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copyfile
         copy(source, tmp_path / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))

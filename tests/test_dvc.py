@@ -124,6 +124,10 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
 
     assert "Running stage" not in repro(project)
     assert stale(project) == set()
+    cache = project / "pipeline" / "model" / "__pycache__"  # bytecode Python writes beside a directory dep
+    cache.mkdir(exist_ok=True)
+    (cache / "s4d.cpython-311.pyc").write_bytes(b"stale bytecode")
+    assert stale(project) == set()
     forced = subprocess.run(["dvc", "repro", "-f", "pretrain"], cwd=project, capture_output=True, text=True,
                             env=venv_env())
     assert forced.returncode == 0 and "Running stage 'pretrain'" in forced.stdout, forced.stderr
