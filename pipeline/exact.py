@@ -4,12 +4,13 @@
     python -m pipeline.exact --update    # take the current outputs as expected (then commit them)
     python -m pipeline.exact --fixtures models/pretrain.ckpt models/qat.ckpt data/prepared   # new inputs
 
-Inputs (regression/exact/): `float.ckpt` and `qat.ckpt`, weights-only checkpoints of a default run's float and
-4-bit QAT models, and `data.pt`, a fixed slice of its data (calibration, validation and test samples). From them:
-PTQ of the float model; the pruning search on the QAT model (both criteria); cost proxies and the robustness
-curve of the pruned model; its crossbar mapping, program export and simulation on the ideal and the RRAM preset
-(fixed seeds, two chips, two times); its energy per inference. A value passes when it is within `RELATIVE` of
-the expected one: far above float rounding, far below any change of behaviour (one flipped sample is ≥ 0.5%).
+Inputs (regression/exact/): `float.ckpt` and `qat.ckpt`, weights-only checkpoints of a default run's float and 4-bit
+QAT models, and `data.pt`, a fixed slice of its data (calibration, validation and test samples). From them: PTQ of
+the float model; the pruning search on the QAT model (both criteria, on the first 200 validation samples); cost
+proxies and the robustness curve of the pruned model; its crossbar mapping, program export and simulation on the
+ideal and the RRAM preset (fixed seeds, two chips, two times); its energy per inference. A value passes when it
+is within `RELATIVE` of the expected one: far above float rounding, far below any change of behaviour (one flipped
+sample is ≥ 0.5%).
 The chips' accuracies (`crossbar/…`) pass within one test sample of one chip: B̄'s complex arithmetic and the
 range calibration's sums round differently on another CPU code path (an ulp), which can move one converter code
 and, once in a few hundred sequences, the class of one.
@@ -44,6 +45,7 @@ FOLDER = Path("regression/exact")
 EXPECTED = FOLDER / "expected.json"
 RELATIVE = 1e-5
 SLICE = {"train": CALIBRATION_BATCHES * 64, "validation": 400, "test": 300}  # samples kept of each split
+SEARCH_SAMPLES = 200  # the pruning searches' held-out samples: the first of the kept validation slice
 EVALUATE = EvaluateConfig(devices=["ideal", "rram"], chips=2, times=[1.0, 86400.0], batch_size=64)
 SIGMAS, DRAWS = [0.0, 0.02, 0.05], 2
 CHUNKS = 64  # the pruning searches' smallest chunk: 1/64 of the candidates, as the default run's `prune.chunks`
@@ -79,6 +81,7 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     torch.manual_seed(0)
     data = torch.load(folder / "data.pt")
     (x_cal, _), (x_val, y_val), (x_test, y_test) = data["train"], data["validation"], data["test"]
+    x_val, y_val = x_val[:SEARCH_SAMPLES], y_val[:SEARCH_SAMPLES]
     calibration = list(x_cal.split(64))
     float_module = ClassifierModule.load_from_checkpoint(folder / "float.ckpt", map_location="cpu")
     qat_module = ClassifierModule.load_from_checkpoint(folder / "qat.ckpt", map_location="cpu")
