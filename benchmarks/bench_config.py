@@ -1,7 +1,8 @@
 """Shared by the benchmark scripts: a preset with overrides, tracking off, the device, results written as they
-come, and keeping a run's best checkpoint between GPU calls."""
+come, keeping a run's best checkpoint between GPU calls, and a preset's model for step-level measurements."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shutil
@@ -14,7 +15,9 @@ import torch
 import yaml
 
 from pipeline import data
-from pipeline.config import Config, parse
+from pipeline.config import Config, parse, parse_bits
+from pipeline.model import S4DClassifier
+from pipeline.quant import quantize
 
 
 def load_preset(preset: str | Path, pretrain_epochs: int, source: str | None = None,
@@ -77,3 +80,20 @@ def keep_checkpoint(run: Path, folder: Path | None, name: str) -> None:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "best.ckpt", folder / f"{name}.ckpt")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--preset, --seq-len, --classes, --bits: the model of `preset_model`."""
+    parser.add_argument("--preset", default="presets/smnist.yaml")
+    parser.add_argument("--seq-len", type=int, default=784)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--bits", help="e.g. all=7 (default: float)")
+
+
+def preset_model(args: argparse.Namespace, **model_overrides) -> tuple[Config, S4DClassifier]:
+    """The preset's params and its model for one input channel, quantized at `--bits` when given."""
+    config = load_preset(args.preset, 1)
+    model = S4DClassifier(1, args.classes, **{**config.model.model_dump(), **model_overrides})
+    if args.bits:
+        quantize(model, parse_bits(args.bits.split(",")))
+    return config, model

@@ -27,12 +27,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_config import Report, load_preset
+from bench_config import Report, add_model_arguments, preset_model
 
-from pipeline.config import parse_bits
 from pipeline.cuda_graphs import compile_settings
-from pipeline.model import S4DClassifier
-from pipeline.quant import quantize
 
 COUNTERS = {"inductor": ("fxgraph_cache_hit", "fxgraph_cache_miss"),
             "aot_autograd": ("autograd_cache_hit", "autograd_cache_miss", "autograd_cache_bypass")}
@@ -43,11 +40,8 @@ def one_process(args) -> dict:
     from torch._dynamo.utils import counters
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = load_preset(args.preset, 1)
     torch.manual_seed(0)
-    model = S4DClassifier(1, args.classes, **{**config.model.model_dump(), "dropout": 0.0})  # same masks in both
-    if args.bits:
-        quantize(model, parse_bits(args.bits.split(",")))
+    config, model = preset_model(args, dropout=0.0)  # no dropout: eager and compiled passes draw nothing
     model = model.to(device).train()
     x = torch.randn(config.train.batch_size, args.seq_len, 1, device=device)
     y = torch.randint(0, args.classes, (config.train.batch_size,), device=device)
@@ -76,10 +70,7 @@ def one_process(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="presets/smnist.yaml")
-    parser.add_argument("--seq-len", type=int, default=784)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--bits", help="e.g. all=7 (default: float)")
+    add_model_arguments(parser)
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--custom-autograd-cache", choices=["on", "off"], default="on")
     parser.add_argument("--out", type=Path, default=Path("compile_cache.json"))

@@ -10,14 +10,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_config import device_name, load_preset
+from bench_config import add_model_arguments, device_name, preset_model
 from torch.profiler import ProfilerActivity, profile
 
 import pipeline.model.fft_conv as fft_conv
-from pipeline.config import parse_bits
 from pipeline.cuda_graphs import capture
-from pipeline.model import S4DClassifier
-from pipeline.quant import quantize
 
 
 def steps_per_second(step, count: int) -> float:
@@ -33,10 +30,7 @@ def steps_per_second(step, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="presets/smnist.yaml")
-    parser.add_argument("--seq-len", type=int, default=784)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--bits", help="e.g. all=7 (default: float)")
+    add_model_arguments(parser)
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--compile", action="store_true", help="torch.compile the captured pass")
     parser.add_argument("--fft", choices=["pow2", "exact"], default="pow2", help="FFT length: power of 2 or 2L")
@@ -44,11 +38,8 @@ def main() -> None:
     if args.fft == "exact":
         fft_conv.fft_length = lambda length: 2 * length
 
-    config = load_preset(args.preset, 1)
+    config, model = preset_model(args)
     batch = config.train.batch_size
-    model = S4DClassifier(1, args.classes, **config.model.model_dump())
-    if args.bits:
-        quantize(model, parse_bits(args.bits.split(",")))
     model = model.cuda().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     x = torch.randn(batch, args.seq_len, 1, device="cuda")

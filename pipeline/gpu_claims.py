@@ -26,7 +26,7 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
-        return True
+        pass
     return True
 
 
@@ -37,8 +37,8 @@ def _locked(registry: Path) -> Iterator[dict[int, list[int]]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             text = registry.read_text() if registry.exists() else ""
-            claims = {int(pid): gpus for pid, gpus in (json.loads(text) if text.strip() else {}).items()}
-            claims = {pid: gpus for pid, gpus in claims.items() if alive(pid)}
+            stored = json.loads(text) if text.strip() else {}
+            claims = {int(pid): gpus for pid, gpus in stored.items() if alive(int(pid))}
             yield claims
             registry.write_text(json.dumps(claims))
         finally:
