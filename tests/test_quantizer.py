@@ -100,3 +100,16 @@ def test_abs_max_quantizer_passes_the_gradient_through():
     x = torch.randn(500, requires_grad=True)
     (Quantizer(3)(x) * torch.arange(500.0)).sum().backward()
     assert torch.equal(x.grad, torch.arange(500.0))
+
+
+@pytest.mark.parametrize("bits", [1, 4, 7, 12])
+def test_fake_quantization_rounds_as_torchs_per_tensor_kernel(bits):
+    """The elementwise forward gives torch.fake_quantize_per_tensor_affine's floats bit for bit (zeros' signs too)."""
+    torch.manual_seed(bits)
+    levels = 2 ** (bits - 1)
+    x = torch.randn(20000) * 3
+    x[:50] = -1e-12  # rounds to −0 before the + 0
+    step = x.abs().max() / levels
+    reference = torch.fake_quantize_per_tensor_affine(x, step, torch.zeros((), dtype=torch.int32), -levels, levels)
+    q = Quantizer(bits)(x)
+    assert torch.equal(q, reference) and torch.equal(q.signbit(), reference.signbit())

@@ -44,6 +44,10 @@ def test_kernel_matches_explicit_sum_and_zoh():
     integral = torch.exp(A.unsqueeze(-1) * s).mean(-1) * dt
     assert torch.allclose(integral, B_bar, rtol=1e-6)
     explicit = torch.stack([2 * (C * B_bar * A_bar**l).sum(-1).real for l in range(10)], dim=-1)
+    assert torch.allclose(layer.kernel(10).detach(), explicit, atol=1e-12)  # real arithmetic
+    stored_A_bar, stored_B_bar, _, _ = layer.discrete()
+    assert torch.allclose(stored_A_bar, A_bar, atol=1e-14) and torch.allclose(stored_B_bar, B_bar, atol=1e-14)
+    layer.taps.attach("C", torch.nn.Identity())  # a tap on a stored value: the kernel from `discrete`'s values
     assert torch.allclose(layer.kernel(10).detach(), explicit, atol=1e-12)
 
 

@@ -49,44 +49,67 @@ class S4D(nn.Module):
         self.taps = Taps()
         self.chip: nn.Module | None = None
 
+    def _continuous_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Re A, Im A, Δ) through taps A_re, A_im, log_dt; Δ of shape (H, 1)."""
+        return (self.taps("A_re", -torch.exp(self.log_A_re)), self.taps("A_im", self.A_im),
+                torch.exp(self.taps("log_dt", self.log_dt)).unsqueeze(-1))
+
+    def _output_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Re C, Im C) through taps C_pair (the (re, im) pairs as one tensor), C_re, C_im."""
+        C = self.taps("C_pair", self.C)
+        return self.taps("C_re", C[..., 0]), self.taps("C_im", C[..., 1])
+
+    def _zoh(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor],
+                            tuple[torch.Tensor, torch.Tensor]]:
+        """ΔA = (p, q), Ā = eᵖ(cos q, sin q) and B̄ = (Ā − 1)·conj(A)/|A|² (= Δ where A = 0), each as a real
+        (re, im) pair: torch.compile fuses real arithmetic into a few kernels and runs complex tensors op by op."""
+        a_re, a_im, dt = self._continuous_parts()
+        p, q = dt * a_re, dt * a_im
+        growth = torch.exp(p)
+        bar_re, bar_im = growth * torch.cos(q), growth * torch.sin(q)
+        norm = a_re * a_re + a_im * a_im
+        zero = norm == 0
+        norm = torch.where(zero, torch.ones_like(norm), norm)
+        b_re = torch.where(zero, dt.expand_as(norm), ((bar_re - 1) * a_re + bar_im * a_im) / norm)
+        b_im = torch.where(zero, torch.zeros_like(norm), (bar_im * a_re - (bar_re - 1) * a_im) / norm)
+        return (p, q), (bar_re, bar_im), (b_re, b_im)
+
     def continuous(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, Δ) with A complex of shape (H, N/2) and Δ of shape (H, 1), through taps A_re, A_im, log_dt."""
-        A = torch.complex(self.taps("A_re", -torch.exp(self.log_A_re)), self.taps("A_im", self.A_im))
-        return A, torch.exp(self.taps("log_dt", self.log_dt)).unsqueeze(-1)
+        a_re, a_im, dt = self._continuous_parts()
+        return torch.complex(a_re, a_im), dt
 
     def output_matrix(self) -> torch.Tensor:
-        """C as a complex (H, N/2) tensor, through taps C_pair (its (re, im) pairs as one tensor), C_re, C_im."""
-        C = self.taps("C_pair", self.C)
-        return torch.complex(self.taps("C_re", C[..., 0]), self.taps("C_im", C[..., 1]))
+        """C as a complex (H, N/2) tensor, through taps C_pair, C_re, C_im."""
+        return torch.complex(*self._output_parts())
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Ā, B̄, C, D) as stored on hardware, through taps A_bar, B_bar, C, D."""
-        A, dt = self.continuous()
-        A_bar = torch.exp(dt * A)
-        zero = A == 0  # a mode whose A was quantized to 0 integrates: B̄ → Δ as A → 0
-        B_bar = torch.where(zero, dt.expand_as(A).to(A.dtype), (A_bar - 1) / torch.where(zero, torch.ones_like(A), A))
-        return (self.taps("A_bar", A_bar), self.taps("B_bar", B_bar), self.taps("C", self.output_matrix()),
-                self.taps("D", self.D))
+        _, A_bar, B_bar = self._zoh()
+        return (self.taps("A_bar", torch.complex(*A_bar)), self.taps("B_bar", torch.complex(*B_bar)),
+                self.taps("C", self.output_matrix()), self.taps("D", self.D))
 
     def kernel(self, length: int) -> torch.Tensor:
-        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·aₙ}·(Re(CB̄)ₙ·cos(l·bₙ) − Im(CB̄)ₙ·sin(l·bₙ)) with log Ā = a + i·b,
-        shape (H, L), through tap `kernel`; the (H, N/2, L) expansion is in real arithmetic, which torch.compile
-        fuses into one kernel.
+        """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·pₙ}·(Re(CB̄)ₙ·cos(l·qₙ) − Im(CB̄)ₙ·sin(l·qₙ)) with log Ā = p + i·q,
+        shape (H, L), through tap `kernel`; in real arithmetic throughout, which torch.compile fuses into a few
+        kernels (forward and backward).
 
-        log Ā = ΔA when Ā is the exact ZOH value; log Ā from Ā when a tap has changed Ā, with |Ā| capped at 1: a
-        tap (weight noise) that pushes a slow mode outside the unit circle would make Āˡ overflow over a long
-        sequence, so such a mode is taken as marginally stable instead."""
-        A, dt = self.continuous()
-        A_bar, B_bar, C, _ = self.discrete()
-        if "A_bar" in self.taps:
+        log Ā = ΔA, unless a tap changes Ā, B̄ or C: the kernel is then that of the values as stored (`discrete`),
+        with log Ā from Ā and |Ā| capped at 1: a tap (weight noise) that pushes a slow mode outside the unit circle
+        would make Āˡ overflow over a long sequence, so such a mode is taken as marginally stable instead."""
+        if any(name in self.taps for name in ("A_bar", "B_bar", "C")):
+            A_bar, B_bar, C, _ = self.discrete()
             log_A_bar = torch.log(_nonzero(A_bar))
-            log_A_bar = torch.complex(log_A_bar.real.clamp(max=0.0), log_A_bar.imag)
+            p, q = log_A_bar.real.clamp(max=0.0), log_A_bar.imag
+            weight = C * B_bar
+            w_re, w_im = weight.real, weight.imag
         else:
-            log_A_bar = dt * A
-        weight = (C * B_bar).unsqueeze(-1)
-        steps = torch.arange(length, device=A.device, dtype=A.real.dtype)
-        decay, angle = log_A_bar.real.unsqueeze(-1) * steps, log_A_bar.imag.unsqueeze(-1) * steps  # (H, N/2, L)
-        terms = torch.exp(decay) * (weight.real * torch.cos(angle) - weight.imag * torch.sin(angle))
+            (p, q), _, (b_re, b_im) = self._zoh()
+            c_re, c_im = self._output_parts()
+            w_re, w_im = c_re * b_re - c_im * b_im, c_re * b_im + c_im * b_re
+        steps = torch.arange(length, device=p.device, dtype=p.dtype)
+        decay, angle = p.unsqueeze(-1) * steps, q.unsqueeze(-1) * steps  # (H, N/2, L)
+        terms = torch.exp(decay) * (w_re.unsqueeze(-1) * torch.cos(angle) - w_im.unsqueeze(-1) * torch.sin(angle))
         return self.taps("kernel", 2 * terms.sum(1))
 
     def forward(self, u: torch.Tensor, mode: Mode = "conv") -> torch.Tensor:

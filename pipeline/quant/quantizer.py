@@ -5,8 +5,8 @@ b bits use the integer grid {−L, …, L} with L = 2^(b−1): 2^b + 1 levels, s
 The clip is the tensor's abs-max (default), a fixed value, or learned (LSQ: Esser et al., "Learned step
 size quantization", ICLR 2020, with its gradient scale 1/√(numel·L)). Backward: ∂q/∂x = 1 inside the grid
 (|x| ≤ L·s) and 0 outside; a learned clip gets LSQ's gradient ∂q/∂s = round(x/s) − x/s inside, ±L
-outside. Complex tensors are quantized as their (re, im) pairs with one scale. The forward pass is one fused kernel
-(torch's per-tensor fake quantization); with an abs-max clip nothing lies outside, so the backward is free.
+outside. Complex tensors are quantized as their (re, im) pairs with one scale. The forward pass is elementwise (with
+torch.compile, fused into the kernels around it); with an abs-max clip nothing lies outside, so the backward is free.
 
 `unit_disc=True` keeps complex values with |z| ≤ 1 inside the closed unit disc (a stable Ā stays stable): where
 rounding both parts leaves the disc, the nearest of the grid points that round one part toward zero (or both)
@@ -32,8 +32,10 @@ class _FakeQuantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, step: torch.Tensor, levels: int, bounded: bool) -> torch.Tensor:
-        zero = torch.zeros((), dtype=torch.int32, device=x.device)
-        q = torch.fake_quantize_per_tensor_affine(x, step.to(x.dtype), zero, -levels, levels)
+        step = step.to(x.dtype)
+        # torch.fake_quantize_per_tensor_affine's arithmetic (x·(1/s), rounded half to even; + 0 makes −0 +0), as
+        # elementwise ops that torch.compile fuses with the abs-max reduction and the neighbouring kernels
+        q = (torch.round(x * torch.reciprocal(step)).clamp(-levels, levels) + 0.0) * step
         ctx.levels, ctx.bounded = levels, bounded
         if not bounded:
             ctx.save_for_backward(x, q, step)
