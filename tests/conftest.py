@@ -11,6 +11,9 @@ import yaml
 
 for _key, _value in {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
     os.environ.setdefault(_key, _value)  # the tests never reach a hub or telemetry service
+if "PYTEST_XDIST_WORKER" in os.environ:  # `-n 2` (pyproject.toml): the workers share the cores, so each one, and
+    os.environ["OMP_NUM_THREADS"] = "1"  # the stages it starts, computes on one thread; several oversubscribe them
+    torch.set_num_threads(1)
 if not torch.cuda.is_available():  # Triton kernels run under its interpreter, set before Triton is imported
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
