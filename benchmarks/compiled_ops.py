@@ -19,6 +19,11 @@ from torch.profiler import ProfilerActivity, profile
 from pipeline.cuda_graphs import _Forward, compile_settings
 
 
+def called_by_an_op(event) -> bool:
+    """An aten call made inside another aten op: part of that op's launch, not one of the pass's own."""
+    return event.cpu_parent is not None and event.cpu_parent.name.startswith("aten::")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
@@ -39,10 +44,6 @@ def main() -> None:
         step()  # compiles
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-    def called_by_an_op(event) -> bool:
-        return event.cpu_parent is not None and event.cpu_parent.name.startswith("aten::")
-
-    # an op's own aten calls inside it are not launches of the pass: only the outermost ones count
     top = collections.Counter(e.name for e in prof.events() if e.name.startswith("aten::") and not called_by_an_op(e))
     print(f"{device_name()} bits={args.bits or 'float'} batch={args.batch}: {sum(top.values())} aten ops outside "
           "the generated kernels per forward + backward")
