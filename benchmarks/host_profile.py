@@ -1,8 +1,11 @@
 """Where one training epoch's time goes: cProfile over epoch 2 of a preset's float pretraining (epoch 1 holds the
 capture and compile), printed by own time and by cumulative time; with `--gpu`, torch's profiler over 100 steps of
-epoch 2 instead: the GPU kernels by total time (per step: divide by 100) and the wall time per step.
+epoch 2 instead: the GPU kernels by total time (per step: divide by 100), the host's ops by own time, and the wall
+time per step. With `--qat-bits`, the training is QAT at those bits from a fresh model (the rate does not depend
+on the weights).
 
-    python benchmarks/host_profile.py --preset presets/smnist.yaml --source .device/mnist --rows 28 [--gpu]
+    python benchmarks/host_profile.py --preset presets/smnist.yaml --source .device/mnist --rows 28 [--gpu] \
+        [--qat-bits all=7]
 
 On a GPU the replayed step queues its work and returns; host time above the step's GPU time, or a function that
 waits on the GPU (a large own time in a call that should be cheap), is what holds the loop back. GPU time per step
@@ -22,7 +25,10 @@ from bench_config import load_preset, prepared_data
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from pipeline.training import fit_classifier
+from pipeline.config import parse_bits
+from pipeline.data import read_meta
+from pipeline.steps.qat import quantization
+from pipeline.training import build_module, fit, fit_classifier
 
 GPU_STEPS = (200, 300)  # the profiled batches of epoch 2
 
@@ -57,7 +63,8 @@ class ProfileGpuSteps(L.Callback):
             torch.cuda.synchronize()
             steps, seconds = GPU_STEPS[1] - GPU_STEPS[0], time.perf_counter() - self.start
             self.profile.stop()
-            print(self.profile.key_averages().table(sort_by="self_device_time_total", row_limit=self.rows))
+            for key in ("self_device_time_total", "self_cpu_time_total"):
+                print(self.profile.key_averages().table(sort_by=key, row_limit=self.rows))
             kernels = sorted((e for e in self.profile.events()
                               if e.device_type == DeviceType.CUDA and not e.is_user_annotation),
                              key=lambda e: e.time_range.start)
@@ -77,13 +84,19 @@ def main() -> None:
     parser.add_argument("--source", help="override data.source (e.g. a copy of the MNIST IDX files)")
     parser.add_argument("--rows", type=int, default=28)
     parser.add_argument("--gpu", action="store_true", help="profile the GPU's kernels instead of the host")
+    parser.add_argument("--qat-bits", help="e.g. all=7: profile QAT at these bits instead of float training")
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
         parser.error("--gpu profiles CUDA kernels; this machine has no CUDA GPU (leave it out for the host profile)")
     config = load_preset(args.preset, 2, args.source)
     probe = ProfileGpuSteps(args.rows) if args.gpu else ProfileSecondEpoch(args.rows)
     with prepared_data(config) as tmp:
-        fit_classifier(config, tmp / "prepared", tmp / "float", callbacks=[probe])
+        if not args.qat_bits:
+            fit_classifier(config, tmp / "prepared", tmp / "float", callbacks=[probe])
+            return
+        qat = config.qat.model_copy(update={"bits": parse_bits(args.qat_bits.split(",")), "epochs": 2})
+        module = build_module(config, read_meta(tmp / "prepared"), qat, quantization(qat))
+        fit(module, config, qat, tmp / "prepared", tmp / "qat", callbacks=[probe])
 
 
 if __name__ == "__main__":
