@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import data
-from pipeline.cuda_graphs import capture
+from pipeline.cuda_graphs import GraphedStep, capture
 from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
 from pipeline.training import fit_classifier
@@ -31,6 +31,28 @@ def test_replayed_graphs_give_the_eager_step_and_capture_leaves_the_buffers_alon
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name  # encoder.bias: ~0 (BatchNorm follows)
     for (name, a), b in zip(eager.named_buffers(), graphed_model.buffers()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-7), name
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_replayed_step_gives_the_eager_losses_and_clipped_gradients(compile):
+    torch.manual_seed(0)
+    eager = quantize(S4DClassifier(1, 5, d_model=16, d_state=8, n_layers=2), {"all": 4}).cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    x, y = torch.randn(8, 50, 1, device="cuda"), torch.randint(0, 5, (8,), device="cuda")
+    step = GraphedStep(graphed_model, "conv", x, y, max_norm=0.05, compile=compile)
+    for (name, a), b in zip(eager.state_dict().items(), graphed_model.state_dict().values()):
+        assert torch.equal(a, b), name  # warm-up and capture change no parameter and no buffer
+    assert all(p.grad is None for p in graphed_model.parameters())
+    for _ in range(2):  # new batches through the graph's inputs; the clip is active (the norm is above 0.05)
+        x, y = torch.randn_like(x), torch.randint(0, 5, (8,), device="cuda")
+        eager.zero_grad(set_to_none=True)
+        losses = F.cross_entropy(eager(x), y, reduction="none")
+        losses.mean().backward()
+        assert torch.nn.utils.clip_grad_norm_(list(eager.parameters()), 0.05) > 0.05
+        logits, graphed_losses = step(x, y)
+        assert torch.allclose(losses, graphed_losses, rtol=1e-5, atol=1e-6)
+        for (name, a), b in zip(eager.named_parameters(), graphed_model.parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
 
 
 class NoHostSync(L.Callback):

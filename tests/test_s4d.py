@@ -121,6 +121,19 @@ def test_fft_conv_folds_the_inverse_scaling_into_the_kernel_spectrum_exactly():
         assert torch.equal(got, want)
 
 
+def test_compiled_fft_conv_writes_its_spectral_products_in_real_arithmetic_with_the_same_result():
+    torch.manual_seed(7)
+    u = torch.randn(3, 4, 37, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 37, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 4, 37, dtype=torch.float64)
+    torch._dynamo.reset()
+    compiled = torch.compile(fft_conv, fullgraph=True)  # fullgraph: the real-arithmetic branch traces whole
+    y, y_compiled = fft_conv(u, k), compiled(u, k)
+    for got, want in zip((y_compiled, *torch.autograd.grad(y_compiled, (u, k), g)),
+                         (y, *torch.autograd.grad(y, (u, k), g))):
+        assert relative_error(got, want) <= 1e-12
+
+
 def test_tap_transforms_apply_in_one_order_whatever_the_order_they_were_attached_in():
     from pipeline.analog.noise import Noise
     from pipeline.model.taps import Taps

@@ -8,8 +8,10 @@ Autograd through rfft/irfft/slicing gives the same numbers but spends several ex
 (zero-filled gradients of the padding and slicing, a full-length complex FFT for rfft's backward, a doubling mask
 for irfft's); this keeps the spectra of the forward pass and does two FFTs of the batch in the backward. Outputs
 are views of the length-n results (the first L steps), which saves a copy. The inverse transform's 1/n goes into
-the small K̂ (and Σ_b G·conj U) instead of a pass over each (B, H, n) result; for n a power of 2 the scaling is
-exact, so the numbers are those of irfft's own normalisation.
+the products (eagerly into the small K̂ and Σ_b G·conj U) instead of a pass over each (B, H, n) result; for n a
+power of 2 the scaling is exact, so the numbers are those of irfft's own normalisation. Under torch.compile the spectral products are written
+in real arithmetic (inductor generates no code for complex tensors, and would run each complex op, conjugation and
+batch sum on its own): the product and the batch-summed correlation are then one fused kernel each.
 """
 from __future__ import annotations
 
@@ -31,26 +33,46 @@ def _inverse(spectrum: torch.Tensor, n: int, length: int) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=n, norm="forward")[..., :length]
 
 
+def _product(a: torch.Tensor, b: torch.Tensor, scale: float, conjugate: bool = False) -> torch.Tensor:
+    """a·b·scale, or a·conj(b)·scale with `conjugate`, for a (…, H, F) and a smaller b (H, F)."""
+    if not torch.compiler.is_compiling():
+        return a * ((b.conj() if conjugate else b) * scale)
+    (a_re, a_im), (b_re, b_im) = torch.view_as_real(a).unbind(-1), torch.view_as_real(b).unbind(-1)
+    if conjugate:
+        b_im = -b_im
+    parts = ((a_re * b_re - a_im * b_im) * scale, (a_re * b_im + a_im * b_re) * scale)
+    return torch.view_as_complex(torch.stack(parts, -1))
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """Σ over the first axis of conj(a)·b, times scale."""
+    if not torch.compiler.is_compiling():
+        return torch.linalg.vecdot(a, b, dim=0) * scale
+    (a_re, a_im), (b_re, b_im) = torch.view_as_real(a).unbind(-1), torch.view_as_real(b).unbind(-1)
+    parts = ((a_re * b_re + a_im * b_im).sum(0) * scale, (a_re * b_im - a_im * b_re).sum(0) * scale)
+    return torch.view_as_complex(torch.stack(parts, -1))
+
+
 class _FFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         length = u.shape[-1]
         n = fft_length(length)
-        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n) / n
+        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n)
         ctx.save_for_backward(spectrum_u, spectrum_k)
         ctx.n = n
-        return _inverse(spectrum_u * spectrum_k, n, length)
+        return _inverse(_product(spectrum_u, spectrum_k, 1 / n), n, length)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        spectrum_u, spectrum_k = ctx.saved_tensors  # spectrum_k holds K̂/n
+        spectrum_u, spectrum_k = ctx.saved_tensors
         length, n = g.shape[-1], ctx.n
         spectrum_g = _spectrum(g, n)
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_u = _inverse(spectrum_g * spectrum_k.conj(), n, length)
+            grad_u = _inverse(_product(spectrum_g, spectrum_k, 1 / n, conjugate=True), n, length)
         if ctx.needs_input_grad[1]:
-            grad_k = _inverse(torch.linalg.vecdot(spectrum_u, spectrum_g, dim=0) / n, n, length)
+            grad_k = _inverse(_correlation(spectrum_u, spectrum_g, 1 / n), n, length)
         return grad_u, grad_k
 
 

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.analog.in_the_loop import ChipInTheLoop, calibrate_tiles, drawn_chips, tile_layers
 from pipeline.analog.noise import WeightNoise, set_noise
-from pipeline.cuda_graphs import capture
+from pipeline.cuda_graphs import GraphedStep, capture
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
 from pipeline.quant import Quantization, calibrate, quantizers
@@ -36,13 +36,18 @@ class ClassifierModule(L.LightningModule):
     tap transforms act in (quantizer, noise, mask).
     Checkpoints store the attachments in their dict form, and the constructor takes either. The `deploy` target
     is validated and tested in recurrent mode, the hardware-faithful one. Signal quantizers that have seen no data
-    are calibrated on a few training batches before validation and test. With `use_cuda_graphs()` the training
-    forward and backward are replayed from CUDA graphs captured at the first training step."""
+    are calibrated on a few training batches before validation and test.
+
+    Each training step is written out (Lightning's manual optimization): forward, cross-entropy, backward, gradient
+    clipping at `optim["grad_clip"]` (L2 norm), AdamW step, schedule step. With `use_cuda_graphs()`, in one process
+    on a GPU, the step up to the optimizer's is replayed from a CUDA graph captured at the first training step
+    (`GraphedStep`); under DDP the forward and backward pass is, and DDP's hooks reduce the gradients."""
 
     def __init__(self, d_in: int, n_classes: int, model: dict, optim: dict,
                  quant: Quantization | dict | None = None, pruned: bool = False,
                  noise: WeightNoise | dict | None = None, chip: ChipInTheLoop | dict | None = None):
         super().__init__()
+        self.automatic_optimization = False  # training_step writes the step out (the captured graph holds it)
         self._graphs = self._graphed = None  # (wanted, captured (input shape, callable)): see use_cuda_graphs
         self._compile = False
         self.skipped_steps = 0  # chip mode: optimizer steps skipped this epoch (on_before_optimizer_step)
@@ -83,30 +88,50 @@ class ClassifierModule(L.LightningModule):
         return load_weights(ClassifierModule(**{**self.hparams, **changes}), self).to(self.device)
 
     def use_cuda_graphs(self, enabled: bool = True, compile: bool = False) -> None:
-        """Capture the training pass (compiled first with `compile`) as CUDA graphs at the next training step, if
+        """Capture the training step (compiled first with `compile`) as a CUDA graph at the next training step, if
         it runs on GPUs in 32 or 64 bits (autocast does not mix with capture); otherwise train eagerly. Under DDP
-        each process captures its own pass; the graphs hold the model's forward and backward only, and DDP's
-        gradient all-reduce runs outside them, from the hooks on the parameters' gradient accumulation."""
+        each process captures its own forward and backward pass, and DDP's gradient all-reduce runs outside the
+        graphs, from the hooks on the parameters' gradient accumulation. A batch of another shape (an epoch's last)
+        runs eagerly."""
         self._graphs, self._compile, self._graphed = enabled, compile, None
 
-    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _graphed_callable(self, x: torch.Tensor, y: torch.Tensor):
+        """The captured step (one process) or pass (DDP) for batches shaped like x; None where graphs don't apply."""
         usable = (self._graphs and x.is_cuda and self.train_mode != "chip"
                   and self.trainer.precision in ("32-true", "64-true"))
         if not usable:
-            return self(x, self.train_mode)
+            return None
         if self._graphed is None:
-            self._graphed = (x.shape, capture(self.model, self.train_mode, x, self._compile))
+            graphed = (GraphedStep(self.model, self.train_mode, x, y, self.hparams.optim.get("grad_clip"),
+                                   self._compile) if self.trainer.world_size == 1
+                       else capture(self.model, self.train_mode, x, self._compile))
+            self._graphed = (x.shape, graphed)
         shape, graphed = self._graphed
-        return graphed(x) if x.shape == shape else self(x, self.train_mode)
+        return graphed if x.shape == shape else None
 
-    def _step(self, batch, split: str) -> torch.Tensor:
-        x, y = batch
-        logits = self._train_forward(x) if split == "train" else self(x, self.eval_mode)
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, per-sample losses) of a training batch, with the clipped gradients of the mean loss."""
+        graphed = self._graphed_callable(x, y)
+        if isinstance(graphed, GraphedStep):
+            return graphed(x, y)
+        self.optimizers().zero_grad(set_to_none=True)
+        logits = graphed(x) if graphed is not None else self(x, self.train_mode)
         losses = F.cross_entropy(logits, y, reduction="none")
+        self.manual_backward(losses.mean())
+        clip = self.hparams.optim.get("grad_clip")
+        if clip is not None:
+            self.clip_gradients(self.optimizers(), gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        return logits, losses
+
+    def _record(self, split: str, logits: torch.Tensor, losses: torch.Tensor, y: torch.Tensor) -> None:
         self.accuracy[f"acc_{split}"].update(logits, y)
         # per-sample losses, no weights: a Python number as weight would be copied to the GPU, a host sync per step
         self.mean_loss[f"loss_{split}"].update(losses.detach())
-        return losses.mean()
+
+    def _step(self, batch, split: str) -> None:
+        x, y = batch
+        logits = self(x, self.eval_mode)
+        self._record(split, logits, F.cross_entropy(logits, y, reduction="none"), y)
 
     def _log_epoch(self, split: str) -> None:
         """The epoch's mean loss and accuracy (over all processes) as `split`/loss and `split`/acc. Accumulated on
@@ -141,10 +166,14 @@ class ClassifierModule(L.LightningModule):
         self._calibrate()
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        x, y = batch
+        logits, losses = self._forward_backward(x, y)
+        self._record("train", logits, losses, y)
+        self.optimizers().step()  # calls on_before_optimizer_step first
+        self.lr_schedulers().step()
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        """Chip mode skips a step whose gradients are not all finite (before clipping), as loss scaling skips an
+        """Chip mode skips a step whose gradients are not all finite (after clipping), as loss scaling skips an
         overflowing step: a drawn chip whose tile puts a mode outside the unit circle can make the gradient
         through hundreds of steps overflow. Counted per epoch as train/skipped_steps."""
         if self.train_mode != "chip":

@@ -68,10 +68,10 @@ def strategy(name: str) -> str | DDPStrategy:
 
 
 def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logger | None = None,
-                 grad_clip: float | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+                 callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """A Trainer that keeps the best-validation and the last checkpoint in `workdir` (best.ckpt, last.ckpt), both
     checked at the end of each training epoch; last.ckpt is rewritten every epoch. Each epoch's metrics go to
-    `logger` (e.g. the stage's MLflow run)."""
+    `logger` (e.g. the stage's MLflow run). Gradient clipping is the module's (its `optim["grad_clip"]`)."""
     interactive = show_progress()
     quiet_lightning()
     best, last = (L.pytorch.callbacks.ModelCheckpoint(
@@ -82,7 +82,7 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logge
     return L.Trainer(
         max_epochs=epochs, accelerator=train.accelerator, devices=train.devices, strategy=strategy(train.strategy),
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
-        precision=train.precision, deterministic=train.deterministic, gradient_clip_val=grad_clip,
+        precision=train.precision, deterministic=train.deterministic,
         logger=logger or False, callbacks=[DivergenceCheck(), best, last, EpochReport(print_lines=not interactive),
                    EpochSeed(config.seed),
                    *callbacks],
@@ -117,7 +117,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     if resume is not None:
         print(f"resuming from {resume} (same params and starting weights)", flush=True)
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
-    trainer = make_trainer(config, schedule.epochs, workdir, logger, schedule.grad_clip, callbacks)
+    trainer = make_trainer(config, schedule.epochs, workdir, logger, callbacks)
     module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
     with lightning_warnings_ignored():
         start = time.perf_counter()
