@@ -1,5 +1,6 @@
 """Where a training step's GPU time goes: the kernels of forward + backward + optimizer step of a preset's model on
-random data: eager speed, then the kernels of the replayed CUDA graphs by total GPU time and their speed.
+random data: eager speed, then the kernels of the replayed step (`GraphedStep`, as training captures it, and the
+fused AdamW step) by total GPU time and their speed.
 
     python benchmarks/step_profile.py --preset presets/smnist.yaml --seq-len 784 --bits all=7 --rows 25 [--compile]
 """
@@ -14,7 +15,7 @@ from bench_config import add_model_arguments, device_name, preset_model
 from torch.profiler import ProfilerActivity, profile
 
 import pipeline.model.fft_conv as fft_conv
-from pipeline.cuda_graphs import capture
+from pipeline.cuda_graphs import GraphedStep
 
 
 def steps_per_second(step, count: int) -> float:
@@ -45,22 +46,24 @@ def main() -> None:
     x = torch.randn(batch, args.seq_len, 1, device="cuda")
     y = torch.randint(0, args.classes, (batch,), device="cuda")
 
-    def step(forward):
-        def run():
-            loss = F.cross_entropy(forward(x), y)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return run
+    def eager_step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
 
     start = time.perf_counter()
-    step(model)()
+    eager_step()
     torch.cuda.synchronize()
     first = time.perf_counter() - start
-    eager = steps_per_second(step(model), 20)
+    eager = steps_per_second(eager_step, 20)
+    optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    graphed_step = step(capture(model, "conv", x, compile=args.compile))
+    replay = GraphedStep(model, "conv", x, y, compile=args.compile)
     capture_seconds = time.perf_counter() - start
+
+    def graphed_step():
+        replay(x, y)
+        optimizer.step()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             graphed_step()

@@ -1,8 +1,10 @@
 import ast
+import getpass
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,9 @@ for _key, _value in {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", 
 if "PYTEST_XDIST_WORKER" in os.environ:  # `-n 2` (pyproject.toml): the workers share the cores, so each one, and
     os.environ["OMP_NUM_THREADS"] = "1"  # the stages it starts, computes on one thread; several oversubscribe them
     torch.set_num_threads(1)
+if "ATEN_CPU_CAPABILITY" in os.environ:  # inductor's cache does not key its C++ code on the ISA that this forces:
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",  # code cached under another capability compiles or runs wrong
+                          f"{tempfile.gettempdir()}/torchinductor_{getpass.getuser()}_{os.environ['ATEN_CPU_CAPABILITY']}")
 if not torch.cuda.is_available():  # Triton kernels run under its interpreter, set before Triton is imported
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
