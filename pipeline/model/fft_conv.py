@@ -9,9 +9,10 @@ Autograd through rfft/irfft/slicing gives the same numbers but spends several ex
 for irfft's); this keeps the spectra of the forward pass and does two FFTs of the batch in the backward. Outputs
 are views of the length-n results (the first L steps), which saves a copy. The inverse transform's 1/n goes into
 the products (eagerly into the small K̂ and Σ_b G·conj U) instead of a pass over each (B, H, n) result; for n a
-power of 2 the scaling is exact, so the numbers are those of irfft's own normalisation. Under torch.compile the spectral products are written
-in real arithmetic (inductor generates no code for complex tensors, and would run each complex op, conjugation and
-batch sum on its own): the product and the batch-summed correlation are then one fused kernel each.
+power of 2 the scaling is exact, so the numbers are those of irfft's own normalisation. Under torch.compile the
+spectral products are written in real arithmetic (inductor generates no code for complex tensors, and would run
+each complex op, conjugation and batch sum on its own): the product and the batch-summed correlation are then one
+fused kernel each.
 """
 from __future__ import annotations
 
