@@ -1,4 +1,4 @@
-"""The training step captured as a CUDA graph: forward, loss, backward and gradient clipping (`capture_step`), or
+"""The training step captured as a CUDA graph: forward, loss, backward and gradient clipping (`GraphedStep`), or
 the forward and backward pass alone (`capture`, `torch.cuda.make_graphed_callables`), the form DDP's gradient hooks
 need.
 
@@ -42,15 +42,11 @@ def compile_settings(cache_autograd_functions: bool = True):
     return functorch_config.patch(autograd_cache_allow_custom_autograd_functions=cache_autograd_functions)
 
 
-class _Losses(nn.Module):
+class _Losses(_Forward):
     """(logits, per-sample cross-entropy) of model(x, mode) for labels y."""
 
-    def __init__(self, model: nn.Module, mode: str):
-        super().__init__()
-        self.model, self.mode = model, mode
-
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x, self.mode)
+        logits = super().forward(x)
         return logits, F.cross_entropy(logits, y, reduction="none")
 
 

@@ -15,12 +15,17 @@ from pipeline.training import fit_classifier
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
 
-@pytest.mark.parametrize("compile", [False, True])
-def test_replayed_graphs_give_the_eager_step_and_capture_leaves_the_buffers_alone(compile):
+def _twin_models_and_batch():
+    """A small 4-bit QAT classifier on the GPU, its copy for capture, and one batch (x, y)."""
     torch.manual_seed(0)
     eager = quantize(S4DClassifier(1, 5, d_model=16, d_state=8, n_layers=2), {"all": 4}).cuda().train()
-    graphed_model = copy.deepcopy(eager)
     x, y = torch.randn(8, 50, 1, device="cuda"), torch.randint(0, 5, (8,), device="cuda")
+    return eager, copy.deepcopy(eager), x, y
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_replayed_graphs_give_the_eager_step_and_capture_leaves_the_buffers_alone(compile):
+    eager, graphed_model, x, y = _twin_models_and_batch()
     forward = capture(graphed_model, "conv", x, compile)
     for name, buffer in graphed_model.named_buffers():  # three warm-up passes, then restored
         assert torch.equal(buffer, dict(eager.named_buffers())[name]), name
@@ -35,10 +40,7 @@ def test_replayed_graphs_give_the_eager_step_and_capture_leaves_the_buffers_alon
 
 @pytest.mark.parametrize("compile", [False, True])
 def test_replayed_step_gives_the_eager_losses_and_clipped_gradients(compile):
-    torch.manual_seed(0)
-    eager = quantize(S4DClassifier(1, 5, d_model=16, d_state=8, n_layers=2), {"all": 4}).cuda().train()
-    graphed_model = copy.deepcopy(eager)
-    x, y = torch.randn(8, 50, 1, device="cuda"), torch.randint(0, 5, (8,), device="cuda")
+    eager, graphed_model, x, y = _twin_models_and_batch()
     step = GraphedStep(graphed_model, "conv", x, y, max_norm=0.05, compile=compile)
     for (name, a), b in zip(eager.state_dict().items(), graphed_model.state_dict().values()):
         assert torch.equal(a, b), name  # warm-up and capture change no parameter and no buffer
@@ -94,10 +96,7 @@ def test_graphs_under_ddp_give_the_eager_gradients(compile, tmp_path):
     """DDP's all-reduce runs from the gradient hooks outside the graphs; one NCCL process reduces over itself."""
     torch.distributed.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        torch.manual_seed(0)
-        eager = quantize(S4DClassifier(1, 5, d_model=16, d_state=8, n_layers=2), {"all": 4}).cuda().train()
-        graphed_model = copy.deepcopy(eager)
-        x, y = torch.randn(8, 50, 1, device="cuda"), torch.randint(0, 5, (8,), device="cuda")
+        eager, graphed_model, x, y = _twin_models_and_batch()
         ddp = torch.nn.parallel.DistributedDataParallel(
             _Graphed(graphed_model, capture(graphed_model, "conv", x, compile)), device_ids=[0])
         for _ in range(2):
