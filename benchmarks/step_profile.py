@@ -35,7 +35,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--compile", action="store_true", help="torch.compile the captured pass")
     parser.add_argument("--fft", choices=["pow2", "exact"], default="pow2", help="FFT length: power of 2 or 2L")
+    parser.add_argument("--pairs", choices=["on", "off"], default="on",
+                        help="an even batch's FFTs as complex pairs (off: real FFTs, each inverse's input copied)")
     args = parser.parse_args()
+    if args.pairs == "off":
+        fft_conv.PAIRED_DEVICES = ()
     if args.fft == "exact":
         fft_conv.fft_length = lambda length: 2 * length
 
@@ -70,7 +74,8 @@ def main() -> None:
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows))
     graphed = steps_per_second(graphed_step, 50)
-    print(f"{device_name()} bits={args.bits or 'float'} compile={args.compile} fft={args.fft} batch={batch}: "
+    print(f"{device_name()} bits={args.bits or 'float'} compile={args.compile} fft={args.fft} pairs={args.pairs} "
+          f"batch={batch}: "
           f"first step {first:.1f} s, eager {eager * batch:.0f} samples/s, capture {capture_seconds:.1f} s, "
           f"graphed {graphed * batch:.0f} samples/s "
           "(model step only, no data loading or Lightning)")

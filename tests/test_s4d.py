@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import pipeline.model.fft_conv as fft_conv_module
 from pipeline.model import S4D, S4DClassifier
 from pipeline.model.fft_conv import fft_conv
 
@@ -90,12 +91,22 @@ def test_bad_mode_and_init_are_refused():
         S4D(4, 4)(torch.randn(1, 4, 5), mode="fft")
 
 
-def test_fft_conv_and_its_backward_match_a_direct_causal_convolution():
+@pytest.fixture(params=["real", "paired"])
+def transform(request, monkeypatch) -> str:
+    """Which FFT convolution even batches take: the real transforms, or pairs as one complex signal (the GPU's)."""
+    monkeypatch.setattr(fft_conv_module, "PAIRED_DEVICES", ("cpu",) if request.param == "paired" else ())
+    return request.param
+
+
+@pytest.mark.parametrize("batch", [3, 4])
+def test_fft_conv_and_its_backward_match_a_direct_causal_convolution(transform, batch):
     torch.manual_seed(5)
-    u = torch.randn(3, 4, 37, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(batch, 4, 37, dtype=torch.float64, requires_grad=True)
     k = torch.randn(4, 37, dtype=torch.float64, requires_grad=True)
     direct = torch.stack([(k[:, :t + 1].flip(-1) * u[..., :t + 1]).sum(-1) for t in range(37)], dim=-1)
     y = fft_conv(u, k)
+    paired = transform == "paired" and batch % 2 == 0  # an odd batch always takes the real transforms
+    assert ("Paired" in y.grad_fn.name()) == paired
     assert relative_error(y, direct) <= 1e-12
     g = torch.randn_like(direct)
     expected = torch.autograd.grad(direct, (u, k), g)
@@ -121,11 +132,11 @@ def test_fft_conv_folds_the_inverse_scaling_into_the_kernel_spectrum_exactly():
         assert torch.equal(got, want)
 
 
-def test_compiled_fft_conv_writes_its_spectral_products_in_real_arithmetic_with_the_same_result():
+def test_compiled_fft_conv_writes_its_spectral_products_in_real_arithmetic_with_the_same_result(transform):
     torch.manual_seed(7)
-    u = torch.randn(3, 4, 37, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(4, 4, 37, dtype=torch.float64, requires_grad=True)
     k = torch.randn(4, 37, dtype=torch.float64, requires_grad=True)
-    g = torch.randn(3, 4, 37, dtype=torch.float64)
+    g = torch.randn(4, 4, 37, dtype=torch.float64)
     torch._dynamo.reset()
     compiled = torch.compile(fft_conv, fullgraph=True)  # fullgraph: the real-arithmetic branch traces whole
     y, y_compiled = fft_conv(u, k), compiled(u, k)

@@ -13,6 +13,16 @@ power of 2 the scaling is exact, so the numbers are those of irfft's own normali
 spectral products are written in real arithmetic (inductor generates no code for complex tensors, and would run
 each complex op, conjugation and batch sum on its own): the product and the batch-summed correlation are then one
 fused kernel each.
+
+On a GPU, cuFFT's inverse real transform overwrites its input, so torch copies every (B, H, n) spectrum before it.
+There, a batch of even size B runs as B/2 complex signals instead (`PAIRED_DEVICES`): z = u[:B/2] + i·u[B/2:],
+and for a real kernel k everything above stays real-linear:
+    y[:B/2] + i·y[B/2:]   = ifft(Z·K̂)[:L]                       (Z = fft(z, n), K̂ = fft(k, n), full length)
+    ∂/∂u, paired the same = ifft(G·conj(K̂))[:L]
+    ∂/∂k                  = Re ifft(Σ_j conj(Z_j)·G_j)[:L]
+the last because conj(Z)·G = Σ₁ + i·Σ₂ with Σ₁ = conj(U₁)G₁ + conj(U₂)G₂ and Σ₂ = conj(U₁)G₂ − conj(U₂)G₁ both
+spectra of real sequences. Complex transforms keep their input, so no copy is made, and the transforms move as
+many bytes as the real ones.
 """
 from __future__ import annotations
 
@@ -77,6 +87,51 @@ class _FFTConv(torch.autograd.Function):
         return grad_u, grad_k
 
 
+class _PairedFFTConv(torch.autograd.Function):
+    """The same map for an even batch, half of it in the real and half in the imaginary parts (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        length = u.shape[-1]
+        n = fft_length(length)
+        spectrum_u, spectrum_k = _paired_spectrum(u, n), torch.fft.fft(F.pad(k, (0, n - length)))
+        ctx.save_for_backward(spectrum_u, spectrum_k)
+        ctx.n = n
+        return _unpaired(_product(spectrum_u, spectrum_k, 1 / n), length)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        spectrum_u, spectrum_k = ctx.saved_tensors
+        length, n = g.shape[-1], ctx.n
+        spectrum_g = _paired_spectrum(g, n)
+        grad_u = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_u = _unpaired(_product(spectrum_g, spectrum_k, 1 / n, conjugate=True), length)
+        if ctx.needs_input_grad[1]:
+            correlation = _correlation(spectrum_u, spectrum_g, 1 / n)
+            grad_k = torch.fft.ifft(correlation, norm="forward").real[..., :length]
+        return grad_u, grad_k
+
+
+def _paired_spectrum(x: torch.Tensor, n: int) -> torch.Tensor:
+    """fft(x[:B/2] + i·x[B/2:], n) for x (B, H, L), the pairs built in real arithmetic (a (re, im) last axis)."""
+    half = x.shape[0] // 2
+    pairs = torch.stack((x[:half], x[half:]), dim=-1)
+    return torch.fft.fft(torch.view_as_complex(F.pad(pairs, (0, 0, 0, n - x.shape[-1]))))
+
+
+def _unpaired(spectrum: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, H, length) from the first `length` steps of the inverse transform (without its 1/n): real parts, then
+    imaginary parts."""
+    pairs = torch.view_as_real(torch.fft.ifft(spectrum, norm="forward"))[..., :length, :]
+    return torch.cat((pairs[..., 0], pairs[..., 1]))
+
+
+PAIRED_DEVICES = ("cuda",)  # device types whose even batches run paired (their inverse real FFT copies its input)
+
+
 def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L)."""
+    if u.device.type in PAIRED_DEVICES and u.shape[0] % 2 == 0:
+        return _PairedFFTConv.apply(u, k)
     return _FFTConv.apply(u, k)
