@@ -116,6 +116,18 @@ def test_fft_conv_and_its_backward_match_a_direct_causal_convolution(transform, 
     assert torch.autograd.gradcheck(fft_conv, small)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the paired form is the GPU's")
+def test_a_gpu_convolves_an_even_batch_as_pairs_with_the_real_transforms_result():
+    torch.manual_seed(8)
+    u = torch.randn(4, 4, 37, dtype=torch.float64, device="cuda", requires_grad=True)
+    k = torch.randn(4, 37, dtype=torch.float64, device="cuda", requires_grad=True)
+    g = torch.randn(4, 4, 37, dtype=torch.float64, device="cuda")
+    y, y_real = fft_conv(u, k), fft_conv_module._FFTConv.apply(u, k)
+    assert "Paired" in y.grad_fn.name()
+    for got, want in zip((y, *torch.autograd.grad(y, (u, k), g)), (y_real, *torch.autograd.grad(y_real, (u, k), g))):
+        assert relative_error(got, want) <= 1e-12
+
+
 def test_fft_conv_folds_the_inverse_scaling_into_the_kernel_spectrum_exactly():
     """1/n is applied to K̂ instead of to each inverse transform: for n a power of 2 that is exact in floating point,
     so the float32 output and gradients equal the module docstring's formulas with irfft's own 1/n, bit for bit."""
