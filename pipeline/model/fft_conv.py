@@ -26,6 +26,9 @@ many bytes as the real ones.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -64,55 +67,6 @@ def _correlation(a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor
     return torch.view_as_complex(torch.stack(parts, -1))
 
 
-class _FFTConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        length = u.shape[-1]
-        n = fft_length(length)
-        spectrum_u, spectrum_k = _spectrum(u, n), _spectrum(k, n)
-        ctx.save_for_backward(spectrum_u, spectrum_k)
-        ctx.n = n
-        return _inverse(_product(spectrum_u, spectrum_k, 1 / n), n, length)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        spectrum_u, spectrum_k = ctx.saved_tensors
-        length, n = g.shape[-1], ctx.n
-        spectrum_g = _spectrum(g, n)
-        grad_u = grad_k = None
-        if ctx.needs_input_grad[0]:
-            grad_u = _inverse(_product(spectrum_g, spectrum_k, 1 / n, conjugate=True), n, length)
-        if ctx.needs_input_grad[1]:
-            grad_k = _inverse(_correlation(spectrum_u, spectrum_g, 1 / n), n, length)
-        return grad_u, grad_k
-
-
-class _PairedFFTConv(torch.autograd.Function):
-    """The same map for an even batch, half of it in the real and half in the imaginary parts (module docstring)."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        length = u.shape[-1]
-        n = fft_length(length)
-        spectrum_u, spectrum_k = _paired_spectrum(u, n), torch.fft.fft(F.pad(k, (0, n - length)))
-        ctx.save_for_backward(spectrum_u, spectrum_k)
-        ctx.n = n
-        return _unpaired(_product(spectrum_u, spectrum_k, 1 / n), length)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        spectrum_u, spectrum_k = ctx.saved_tensors
-        length, n = g.shape[-1], ctx.n
-        spectrum_g = _paired_spectrum(g, n)
-        grad_u = grad_k = None
-        if ctx.needs_input_grad[0]:
-            grad_u = _unpaired(_product(spectrum_g, spectrum_k, 1 / n, conjugate=True), length)
-        if ctx.needs_input_grad[1]:
-            correlation = _correlation(spectrum_u, spectrum_g, 1 / n)
-            grad_k = torch.fft.ifft(correlation, norm="forward").real[..., :length]
-        return grad_u, grad_k
-
-
 def _paired_spectrum(x: torch.Tensor, n: int) -> torch.Tensor:
     """fft(x[:B/2] + i·x[B/2:], n) for x (B, H, L), the pairs built in real arithmetic (a (re, im) last axis)."""
     half = x.shape[0] // 2
@@ -120,11 +74,75 @@ def _paired_spectrum(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.fft.fft(torch.view_as_complex(F.pad(pairs, (0, 0, 0, n - x.shape[-1]))))
 
 
-def _unpaired(spectrum: torch.Tensor, length: int) -> torch.Tensor:
+def _full_spectrum(k: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.fft.fft(F.pad(k, (0, n - k.shape[-1])))
+
+
+def _unpaired(spectrum: torch.Tensor, n: int, length: int) -> torch.Tensor:
     """(B, H, length) from the first `length` steps of the inverse transform (without its 1/n): real parts, then
     imaginary parts."""
-    pairs = torch.view_as_real(torch.fft.ifft(spectrum, norm="forward"))[..., :length, :]
+    pairs = torch.view_as_real(torch.fft.ifft(spectrum, n=n, norm="forward"))[..., :length, :]
     return torch.cat((pairs[..., 0], pairs[..., 1]))
+
+
+def _real_part(spectrum: torch.Tensor, n: int, length: int) -> torch.Tensor:
+    """Re of the first `length` steps of the inverse transform (without its 1/n)."""
+    return torch.fft.ifft(spectrum, n=n, norm="forward").real[..., :length]
+
+
+class _Transforms(NamedTuple):
+    """(signal's spectrum, kernel's spectrum, signal's inverse, kernel gradient's inverse) of one form."""
+    signal: Callable[[torch.Tensor, int], torch.Tensor]
+    kernel: Callable[[torch.Tensor, int], torch.Tensor]
+    signal_inverse: Callable[[torch.Tensor, int, int], torch.Tensor]
+    kernel_inverse: Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+REAL = _Transforms(_spectrum, _spectrum, _inverse, _inverse)
+PAIRED = _Transforms(_paired_spectrum, _full_spectrum, _unpaired, _real_part)
+
+
+def _forward(ctx, u: torch.Tensor, k: torch.Tensor, transforms: _Transforms) -> torch.Tensor:
+    length = u.shape[-1]
+    n = fft_length(length)
+    spectrum_u, spectrum_k = transforms.signal(u, n), transforms.kernel(k, n)
+    ctx.save_for_backward(spectrum_u, spectrum_k)
+    ctx.n = n
+    return transforms.signal_inverse(_product(spectrum_u, spectrum_k, 1 / n), n, length)
+
+
+def _backward(ctx, g: torch.Tensor, transforms: _Transforms) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    spectrum_u, spectrum_k = ctx.saved_tensors
+    length, n = g.shape[-1], ctx.n
+    spectrum_g = transforms.signal(g, n)
+    grad_u = grad_k = None
+    if ctx.needs_input_grad[0]:
+        grad_u = transforms.signal_inverse(_product(spectrum_g, spectrum_k, 1 / n, conjugate=True), n, length)
+    if ctx.needs_input_grad[1]:
+        grad_k = transforms.kernel_inverse(_correlation(spectrum_u, spectrum_g, 1 / n), n, length)
+    return grad_u, grad_k
+
+
+class _FFTConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return _forward(ctx, u, k, REAL)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return _backward(ctx, g, REAL)
+
+
+class _PairedFFTConv(torch.autograd.Function):
+    """The same map for an even batch, half of it in the real and half in the imaginary parts (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return _forward(ctx, u, k, PAIRED)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return _backward(ctx, g, PAIRED)
 
 
 PAIRED_DEVICES = ("cuda",)  # device types whose even batches run paired (their inverse real FFT copies its input)
