@@ -4,8 +4,12 @@ model moves it by a rounding-level amount). Pruning, the robustness curve and th
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from pipeline.model import S4DClassifier
@@ -15,19 +19,30 @@ def _accuracy(classes: int, **kwargs) -> MulticlassAccuracy:
     return MulticlassAccuracy(classes, average="micro", validate_args=False, **kwargs)
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in evaluation mode within the block; afterwards each of its modules is back in the train/eval
+    state it had (an evaluation leaves a model that is still to be trained as it was)."""
+    states = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in states:
+            module.training = training
+
+
 @torch.no_grad()
 def scores(model: S4DClassifier, x: torch.Tensor, y: torch.Tensor, mode: str, batch: int = 256) -> dict[str, float]:
     """{"accuracy", "loss" (mean cross-entropy)} in evaluation mode, on the model's device; the model's
     train/eval state is left as it was."""
-    was_training = model.training
-    model.eval()
     on = next(model.parameters()).device
     accuracy, loss = _accuracy(model.decoder.out_features), 0.0
-    for i in range(0, len(y), batch):
-        logits, target = model(x[i:i + batch].to(on), mode).cpu(), y[i:i + batch]
-        accuracy.update(logits, target)
-        loss += float(F.cross_entropy(logits.double(), target, reduction="sum"))
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(y), batch):
+            logits, target = model(x[i:i + batch].to(on), mode).cpu(), y[i:i + batch]
+            accuracy.update(logits, target)
+            loss += float(F.cross_entropy(logits.double(), target, reduction="sum"))
     return {"accuracy": float(accuracy.compute()), "loss": loss / len(y)}
 
 

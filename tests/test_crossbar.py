@@ -235,6 +235,20 @@ def test_crossbar_evaluation_reports_each_device_and_time_as_it_finishes(capsys)
     assert f"accuracy {curves['rram']['1h']['mean']:.4f}" in lines[3] and "2 chips" in lines[3]
 
 
+def test_crossbar_evaluation_and_energy_leave_the_model_in_the_mode_they_found_it():
+    from pipeline.steps.evaluate import crossbar_accuracy, model_energy
+    from pipeline.training import ClassifierModule
+
+    config = parse({**TINY, "evaluate": {**TINY["evaluate"], "devices": ["ideal"], "chips": 1, "times": [1.0]}})
+    module = ClassifierModule(1, 10, config.model.model_dump(), config.pretrain.model_dump())
+    x, y = torch.randn(8, 16, 1), torch.randint(0, 10, (8,))
+    module.model.blocks[0].eval()  # a mixed state, as a caller may have left it
+    before = [m.training for m in module.modules()]
+    crossbar_accuracy(module, x, y, [x], config.evaluate)
+    model_energy(module, [x], 16, config.evaluate)
+    assert [m.training for m in module.modules()] == before
+
+
 def test_residual_mapping_shrinks_the_error_of_programming_noise_on_slow_modes():
     model = model64(d_state=8, dt_min=1e-3, dt_max=1e-2)  # |Ā| within 1% of 1
     x = torch.randn(8, 200, 3, dtype=torch.float64)

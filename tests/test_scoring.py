@@ -55,3 +55,10 @@ def test_scores_match_a_direct_computation():
         logits = model(x)
     assert got["accuracy"] == pytest.approx(float((logits.argmax(-1) == y).float().mean()))
     assert got["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits.double(), y)))
+
+
+def test_scores_leave_each_module_in_the_mode_it_had():
+    model = Linear()
+    model.decoder.eval()  # the top module training, a submodule not
+    scores(model, torch.randn(6, 5, 1), torch.randint(0, 4, (6,)), "conv")
+    assert model.training and not model.decoder.training

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from pipeline import data
+from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.stage import export_checkpoint
-from pipeline.training import ClassifierModule, MemoryLogger, fit_classifier, resume_point
+from pipeline.training import ClassifierModule, MemoryLogger, build_module, fit, fit_classifier, resume_point
 from pipeline.training.module import warmup_cosine
 
 
@@ -33,6 +34,25 @@ def test_tiny_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny, tmp_path):
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "work" / "best.ckpt")
     x = torch.randn(2, 64, 1)
     assert torch.equal(reloaded.eval()(x), module.eval()(x))
+
+
+class TrainingModes(L.Callback):
+    """Whether every module of the trained module was in training mode at each training step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.seen.append(all(m.training for m in module.modules()))
+
+
+def test_a_module_left_in_evaluation_mode_still_trains_in_training_mode(tiny, tmp_path):
+    data.prepare(tiny, tmp_path / "prepared")
+    module = build_module(tiny, read_meta(tmp_path / "prepared"), tiny.pretrain).eval()  # as after an evaluation
+    modes = TrainingModes()
+    fit(module, tiny, tiny.pretrain.model_copy(update={"epochs": 1}), tmp_path / "prepared", tmp_path / "work",
+        callbacks=[modes])
+    assert modes.seen and all(modes.seen)
 
 
 def test_ssm_parameters_get_their_own_group(tiny):

@@ -22,7 +22,7 @@ from pipeline.cost.proxies import widths
 from pipeline.data.datamodule import load_split
 from pipeline.model import S4DClassifier
 from pipeline.plots import plot_crossbar_accuracy, plot_energy
-from pipeline.scoring import accuracy, copy_accuracies
+from pipeline.scoring import accuracy, copy_accuracies, evaluating
 from pipeline.training import CALIBRATION_BATCHES, ClassifierModule
 
 UNITS = (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60))
@@ -55,23 +55,23 @@ def crossbar_accuracy(module: ClassifierModule, x: torch.Tensor, y: torch.Tensor
                       settings: EvaluateConfig, seed: int = 0, on: str = "cpu"
                       ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[TileProgram]]]:
     """({device: {time label: {"mean", "std", "min"}}} over chips, {device: tile programs}); one line per device
-    and time as each finishes."""
-    model = module.model.to(on).eval()
+    and time as each finishes. The model moves to `on`; its train/eval state is left as it was."""
     curves, programs = {}, {}
-    measured = tile_ranges(model, calibration, settings)
-    for name, device in settings.device_settings().items():
-        programs[name] = program_all(measured, device)
-        curves[name] = {}
-        for t in settings.times:
-            start = time.perf_counter()
-            chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits, settings.adc_bits,
-                              seed)
-            torch.manual_seed(seed)  # read noise
-            accs = copy_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
-            point = curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
-                                                 "min": min(accs)}
-            print(f"crossbar {name} at {duration(t)}: {settings.chips} chips, accuracy {point['mean']:.4f} ± "
-                  f"{point['std']:.4f} on {len(y)} samples ({time.perf_counter() - start:.1f} s)", flush=True)
+    with evaluating(module.model.to(on)) as model:
+        measured = tile_ranges(model, calibration, settings)
+        for name, device in settings.device_settings().items():
+            programs[name] = program_all(measured, device)
+            curves[name] = {}
+            for t in settings.times:
+                start = time.perf_counter()
+                chips = simulated(model, programs[name], device, settings.chips, t, settings.dac_bits,
+                                  settings.adc_bits, seed)
+                torch.manual_seed(seed)  # read noise
+                accs = copy_accuracies(chips, x, y, settings.chips, settings.batch_size).tolist()
+                point = curves[name][duration(t)] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
+                                                     "min": min(accs)}
+                print(f"crossbar {name} at {duration(t)}: {settings.chips} chips, accuracy {point['mean']:.4f} ± "
+                      f"{point['std']:.4f} on {len(y)} samples ({time.perf_counter() - start:.1f} s)", flush=True)
     return curves, programs
 
 
@@ -126,9 +126,9 @@ def layout_metrics(programs: list[TileProgram]) -> dict[str, int]:
 def model_energy(module: ClassifierModule, calibration: list[torch.Tensor], steps: int,
                  settings: EvaluateConfig) -> float:
     """Energy per inference (pJ) of `module` mapped onto the chip of the first device in `settings`."""
-    model = module.model.eval()
-    measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
-                       settings.mapping, settings.row_gains)
+    with evaluating(module.model) as model:
+        measured = measure(model, calibration, settings.tile_rows, settings.tile_cols, settings.range_margin,
+                           settings.mapping, settings.row_gains)
     device = next(iter(settings.device_settings().values()))
     return energy_metrics(module, program_all(measured, device), steps, settings)[0]["energy/pj_per_inference"]
 

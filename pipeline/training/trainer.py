@@ -108,7 +108,9 @@ def build_module(config: Config, meta: dict, schedule: Schedule, quant: dict | N
 def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: str | Path,
         workdir: str | Path, logger: Logger | None = None,
         callbacks: Sequence[L.Callback] = ()) -> tuple[ClassifierModule, dict]:
-    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics).
+    """Train `module`, reload its best-validation checkpoint and test it. Returns (best module, metrics). Every
+    module trains in training mode, whatever state an earlier evaluation left it in (Lightning keeps the modes
+    it finds).
 
     Re-running the same training (same `run_key`) in the same `workdir` resumes from its last checkpoint; with
     per-epoch batches and seeds, the result equals that of an uninterrupted run."""
@@ -119,6 +121,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     trainer = make_trainer(config, schedule.epochs, workdir, logger, callbacks)
     module.use_cuda_graphs(config.train.cuda_graphs, config.train.compile)
+    module.train()
     with lightning_warnings_ignored():
         start = time.perf_counter()
         trainer.fit(module, datamodule=data, ckpt_path=resume)
