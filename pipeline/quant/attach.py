@@ -24,6 +24,7 @@ from torch import nn
 from pipeline.config import resolve_bits
 from pipeline.model import S4DClassifier
 from pipeline.quant.quantizer import Quantizer
+from pipeline.scoring import evaluating
 
 # component → {owner: tap names}; owners: "ssm" (each S4D), "block" (each layer), "model" (the classifier)
 PAPER = {
@@ -111,14 +112,12 @@ def calibrate(model: S4DClassifier, batches, mode: str = "conv") -> None:
     pending = [q for q in quantizers(model) if q.observe and not bool(q.observed)]
     if not pending:
         return
-    was_training = model.training
-    model.eval()
     for q in pending:
         q.calibrating = True
     try:
-        for x in batches:
-            model(x, mode)
+        with evaluating(model):
+            for x in batches:
+                model(x, mode)
     finally:
         for q in pending:
             q.calibrating = False
-        model.train(was_training)
