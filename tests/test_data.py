@@ -2,6 +2,7 @@ import gzip
 import json
 import wave
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from conftest import SHARED_DATA, TINY
 from pipeline import data
 from pipeline.config import ConfigError, parse
 from pipeline.data.common import DataError
-from pipeline.data.datamodule import PreparedDataModule
+from pipeline.data.datamodule import DeviceBatches, EpochShuffle, PreparedDataModule
 from pipeline.data.fsdd import clip_to_sequence
 from pipeline.data.mnist import IDX_MD5, _from_idx
 
@@ -69,6 +70,53 @@ def test_training_batches_follow_the_seeded_epoch_permutation_and_drop_the_remai
     assert len(batches) == len(all_y) // 32
     for i, (x, y) in enumerate(batches):
         assert torch.equal(x, all_x[order[32 * i:32 * (i + 1)]]) and torch.equal(y, all_y[order[32 * i:32 * (i + 1)]])
+
+
+def _batches(loader):
+    return [tuple(t.cpu() for t in batch) for batch in loader]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batches_gathered_by_device_index_tensors_equal_the_host_loaders(tmp_path, train):
+    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
+    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    module.setup()
+    split = module.splits["train" if train else "validation"]
+    host = module.train_dataloader() if train else module.val_dataloader()
+    order = EpochShuffle(split, 5) if train else torch.utils.data.SequentialSampler(split)
+    batches = DeviceBatches(order, 32, drop_last=train, device=torch.device("cpu"))
+    if train:
+        host.sampler.set_epoch(3)
+        order.set_epoch(3)
+    device = torch.utils.data.DataLoader(split, batch_sampler=batches, collate_fn=lambda b: b)
+    assert len(batches) == len(host) == (len(split) // 32 if train else -(-len(split) // 32))
+    assert all(torch.equal(a, b) for ha, da in zip(_batches(host), _batches(device), strict=True)
+               for a, b in zip(ha, da, strict=True))
+
+
+def test_splits_stay_in_host_memory_for_a_cpu_trainer(tmp_path):
+    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
+    module = PreparedDataModule(tmp_path / "out", batch_size=32)
+    module.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    module.setup()
+    assert module.device is None and module.splits["train"].tensors[0].device.type == "cpu"
+    assert isinstance(module.train_dataloader().sampler, EpochShuffle)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_one_gpu_process_keeps_the_splits_on_the_gpu_with_the_same_batches(tmp_path):
+    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
+    host = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    host.setup()
+    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    module.trainer = L.Trainer(accelerator="gpu", devices=1, logger=False)
+    module.setup()
+    assert module.device.type == "cuda"
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader", "calibration_dataloader"):
+        on_gpu = list(getattr(module, loader)())
+        assert all(t.is_cuda for batch in on_gpu for t in batch)
+        assert all(torch.equal(a, b) for hb, gb in zip(_batches(getattr(host, loader)()), _batches(on_gpu),
+                                                       strict=True) for a, b in zip(hb, gb, strict=True))
 
 
 def test_mnist1d_is_generated_locally_and_deterministic(tmp_path):

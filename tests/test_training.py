@@ -1,4 +1,5 @@
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -34,6 +35,21 @@ def test_tiny_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny, tmp_path):
     reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "work" / "best.ckpt")
     x = torch.randn(2, 64, 1)
     assert torch.equal(reloaded.eval()(x), module.eval()(x))
+
+
+class SlowValidation(L.Callback):
+    def on_validation_epoch_end(self, trainer, module):
+        time.sleep(0.5)
+
+
+def test_epoch_time_and_throughput_count_the_training_steps_not_the_validation(tiny, tmp_path):
+    data.prepare(tiny, tmp_path / "prepared")
+    logged = MemoryLogger()
+    fit_classifier(tiny, tmp_path / "prepared", tmp_path / "work", logger=logged, callbacks=[SlowValidation()])
+    for epoch in range(tiny.pretrain.epochs):
+        seconds, rate = logged.epochs[epoch]["train/epoch_seconds"], logged.epochs[epoch]["train/samples_per_s"]
+        assert 0 < seconds < 0.5
+        assert rate * seconds == pytest.approx(read_meta(tmp_path / "prepared")["splits"]["train"] // 64 * 64)
 
 
 class TrainingModes(L.Callback):

@@ -231,26 +231,35 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> 
     return schedules.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
+def _finished(module: L.LightningModule) -> float:
+    """time.perf_counter() once the work queued on the module's GPU is done (the host runs ahead of it)."""
+    if module.device.type == "cuda":
+        torch.cuda.synchronize(module.device)
+    return time.perf_counter()
+
+
 class EpochReport(L.Callback):
-    """After each training epoch: logs its wall time, throughput (samples/s over all processes) and learning rate
-    (`train/epoch_seconds`, `train/samples_per_s`, `train/lr`) to the Trainer's loggers, and prints one line of
-    the epoch's metrics (when no progress bar shows them)."""
+    """After each training epoch: logs the wall time of its training steps (up to its validation, which is not
+    counted), its throughput (samples/s over all processes) and learning rate (`train/epoch_seconds`,
+    `train/samples_per_s`, `train/lr`) to the Trainer's loggers, and prints one line of the epoch's metrics (when no
+    progress bar shows them)."""
 
     def __init__(self, print_lines: bool = True):
         self.print_lines = print_lines
+        self._start = self._seconds = None
 
     def on_train_epoch_start(self, trainer, module):
-        self._start, self._samples = time.perf_counter(), 0
+        self._start, self._samples, self._seconds = _finished(module), 0, None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self._samples += len(batch[1])
 
     def on_validation_epoch_start(self, trainer, module):
-        if not trainer.sanity_checking and trainer.training:
-            self._seconds = time.perf_counter() - self._start
+        if self._start is not None and self._seconds is None:  # the epoch's validation (not a sanity check)
+            self._seconds = _finished(module) - self._start
 
     def on_train_epoch_end(self, trainer, module):
-        seconds = getattr(self, "_seconds", time.perf_counter() - self._start)
+        seconds = self._seconds if self._seconds is not None else _finished(module) - self._start
         timing = {"train/epoch_seconds": seconds,
                   "train/samples_per_s": self._samples * trainer.world_size / max(seconds, 1e-9),
                   "train/lr": trainer.optimizers[0].param_groups[-1]["lr"]}
