@@ -94,13 +94,22 @@ def test_batches_gathered_by_device_index_tensors_equal_the_host_loaders(tmp_pat
                for a, b in zip(ha, da, strict=True))
 
 
-def test_splits_stay_in_host_memory_for_a_cpu_trainer(tmp_path):
+def test_a_trainer_gets_the_same_batches_gathered_on_its_device_and_workers_keep_the_dataloader_way(tmp_path):
     data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
-    module = PreparedDataModule(tmp_path / "out", batch_size=32)
+    host = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    host.setup()
+    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
     module.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
     module.setup()
-    assert module.device is None and module.splits["train"].tensors[0].device.type == "cpu"
-    assert isinstance(module.train_dataloader().sampler, EpochShuffle)
+    assert module.device == torch.device("cpu")
+    loader = module.train_dataloader()
+    assert isinstance(loader.batch_sampler, DeviceBatches) and isinstance(loader.batch_sampler.sampler, EpochShuffle)
+    assert all(torch.equal(a, b) for hb, mb in zip(_batches(host.train_dataloader()), _batches(loader), strict=True)
+               for a, b in zip(hb, mb, strict=True))
+    workers = PreparedDataModule(tmp_path / "out", batch_size=32, num_workers=1)
+    workers.trainer = module.trainer
+    workers.setup()
+    assert workers.device is None and workers.train_dataloader().num_workers == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

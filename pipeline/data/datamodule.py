@@ -1,13 +1,12 @@
 """LightningDataModule over a prepared data set: the whole split is read once into memory as tensors, and kept on
-the GPU when one process trains on one."""
+the device that trains on it."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
 from pipeline.data import read_meta
 
@@ -50,30 +49,29 @@ class EpochShuffle(RandomSampler):
         yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
-class DeviceBatches(Sampler[torch.Tensor]):
+class DeviceBatches(BatchSampler):
     """The batches of `sampler`'s order as index tensors on `device`: the epoch's order crosses to the device once
     and each batch is a slice of it, so gathering a batch from a split on that device needs no copy, pinning or
-    host sync per step. Batches of `batch_size` (the last one dropped if incomplete, with `drop_last`)."""
+    host sync per step. A `BatchSampler`, so that Lightning can put DDP's distributed sampler in its place."""
 
-    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, device: torch.device):
-        super().__init__()
-        self.sampler, self.batch_size, self.drop_last, self.device = sampler, batch_size, drop_last, device
-
-    def __len__(self) -> int:
-        rounding = math.floor if self.drop_last else math.ceil
-        return rounding(len(self.sampler) / self.batch_size)
+    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, device: torch.device | str = "cpu"):
+        super().__init__(sampler, batch_size, drop_last)
+        self.device = torch.device(device)
 
     def __iter__(self):
         order = torch.as_tensor(list(self.sampler)).to(self.device)
         yield from order[:len(self) * self.batch_size].split(self.batch_size)
 
 
-def resident_device(trainer: L.Trainer | None, splits: dict[str, Split]) -> torch.device | None:
-    """The GPU to keep the splits on: the trainer's, if it trains in one process on a CUDA device and the splits
-    take at most a quarter of its memory; else None (batches are gathered on the host and copied each step)."""
-    if trainer is None or trainer.world_size != 1 or trainer.strategy.root_device.type != "cuda":
+def batch_device(trainer: L.Trainer | None, splits: dict[str, Split], num_workers: int) -> torch.device | None:
+    """Where each process keeps the splits and gathers its batches: its trainer's device (a GPU only if the splits
+    take at most a quarter of its memory), or None, in the DataLoader's way (`num_workers` worker processes, each
+    batch pinned and copied to a GPU), without a trainer or with workers asked for."""
+    if trainer is None or num_workers > 0:
         return None
     device = trainer.strategy.root_device
+    if device.type != "cuda":
+        return device
     size = sum(t.numel() * t.element_size() for split in splits.values() for t in split.tensors)
     return device if size <= torch.cuda.get_device_properties(device).total_memory / 4 else None
 
@@ -82,22 +80,22 @@ class PreparedDataModule(L.LightningDataModule):
     """`batch_size` is the global batch: each of W processes loads batch_size / W. Training drops the last
     incomplete batch, so every step sees the same number of samples with one process or several.
 
-    Training in one process on a GPU, the splits move to it once (`resident_device`) and each batch is gathered
-    there (`DeviceBatches`): the same batches, without the host's per-step gathering, pinning and copying, which
-    took longer than a captured training step on the GPU."""
+    Under a trainer (and with `num_workers` 0), each process keeps the splits on its device, a GPU's included
+    (`batch_device`), and gathers each batch there (`DeviceBatches`): the same batches, without the host's per-step
+    gathering, pinning and copying, which took longer than a captured training step on the GPU."""
 
     def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
         super().__init__()
         self.data_dir, self.batch_size, self.num_workers, self.seed = Path(data_dir), batch_size, num_workers, seed
         self.meta = read_meta(self.data_dir)
         self.splits: dict[str, Split] = {}
-        self.device: torch.device | None = None  # where the splits are kept, if not in host memory
+        self.device: torch.device | None = None  # where batches are gathered (batch_device)
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "validation", "test"):
             if split not in self.splits:
                 self.splits[split] = load_split(self.data_dir, split)
-        device = resident_device(self.trainer, self.splits)
+        device = batch_device(self.trainer, self.splits, self.num_workers)
         if device != self.device:
             self.splits = {name: Split(*(t.to(device or "cpu") for t in split.tensors))
                            for name, split in self.splits.items()}
