@@ -40,8 +40,9 @@ def load_preset(preset: str | Path, pretrain_epochs: int, source: str | None = N
             raise SystemExit(f"override {override!r}: expected key=value or section.key=value with a key of "
                              f"{sorted(raw)}")
         raw[section][name] = yaml.safe_load(value)
-    torch.set_float32_matmul_precision("high")
-    return parse(raw, origin=str(preset), base=preset.resolve().parent)
+    config = parse(raw, origin=str(preset), base=preset.resolve().parent)
+    torch.set_float32_matmul_precision(config.train.matmul_precision)  # as the stages do
+    return config
 
 
 @contextmanager

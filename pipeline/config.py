@@ -122,6 +122,10 @@ class TrainConfig(Section):
                               "GPU, 32- or 64-bit precision; ignored elsewhere)")
     compile: bool = Field(True, description="compile the captured training pass with torch.compile before capture "
                           "(with cuda_graphs; ignored where no graphs are captured)")
+    matmul_precision: Literal["highest", "high"] = Field(
+        "highest", description="float32 matrix products in the stage's process (torch.set_float32_matmul_precision): "
+        "highest = IEEE float32; high = TF32 where the hardware has it (GPU tensor cores: inputs rounded to a 10-bit "
+        "mantissa, float32 sums; cuDNN's convolutions use TF32 by default anyway)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -66,7 +66,7 @@ def run(stage: Callable[..., None], *names: str, params: str | Path = "params.ya
     given = paths(names)
     try:
         config = load(params)
-        pin_gpus(config)
+        set_up_process(config)
         stage(config, **given)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -75,6 +75,13 @@ def run(stage: Callable[..., None], *names: str, params: str | Path = "params.ya
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     exit_without_teardown()
+
+
+def set_up_process(config: Config) -> None:
+    """The process-wide settings a stage takes from its params: its GPUs (`pin_gpus`) and the precision of float32
+    matrix products (`train.matmul_precision`)."""
+    pin_gpus(config)
+    torch.set_float32_matmul_precision(config.train.matmul_precision)
 
 
 def pin_gpus(config: Config) -> None:

@@ -3,11 +3,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, TINY
 
 from pipeline import presets
 from pipeline.config import ConfigError, load, parse
+from pipeline.stage import set_up_process
 
 
 def test_defaults_and_presets_validate():
@@ -16,6 +18,19 @@ def test_defaults_and_presets_validate():
     assert {"mnist1d", "smnist", "psmnist", "scifar", "pathfinder32", "fsdd"} <= set(found)
     for path in found.values():
         load(path)
+
+
+def test_gpu_presets_take_tf32_matrix_products_and_a_stage_process_sets_its_precision_from_the_params():
+    for path in presets.available(ROOT / "presets").values():
+        train = load(path).train
+        assert train.matmul_precision == ("high" if train.accelerator == "auto" else "highest"), path.name
+    before = torch.get_float32_matmul_precision()
+    try:
+        for value in ("high", "highest"):
+            set_up_process(parse({**TINY, "train": {**TINY["train"], "matmul_precision": value}}))
+            assert torch.get_float32_matmul_precision() == value
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def test_every_params_file_has_every_key_dvc_tracks():
@@ -51,6 +66,7 @@ def test_unknown_section_is_refused():
     ("pretrain", "ssm_lr", 0.01, "less than or equal to 0.001"),
     ("train", "precision", "8-bit", "32-true"),
     ("train", "devices", 2, "strategy: ddp_spawn"),
+    ("train", "matmul_precision", "medium", "'highest' or 'high'"),
 ])
 def test_bad_value_names_key_value_and_allowed(section, key, value, allowed):
     with pytest.raises(ConfigError) as error:
