@@ -72,8 +72,21 @@ def test_training_batches_follow_the_seeded_epoch_permutation_and_drop_the_remai
         assert torch.equal(x, all_x[order[32 * i:32 * (i + 1)]]) and torch.equal(y, all_y[order[32 * i:32 * (i + 1)]])
 
 
-def _batches(loader):
-    return [tuple(t.cpu() for t in batch) for batch in loader]
+def _same_batches(first, second) -> bool:
+    """Whether two loaders (or lists of batches) give equal batches, wherever their tensors are."""
+    return all(torch.equal(a.cpu(), b.cpu()) for one, other in zip(first, second, strict=True)
+               for a, b in zip(one, other, strict=True))
+
+
+def _host_and_trainer_modules(tmp_path, accelerator: str) -> tuple[PreparedDataModule, PreparedDataModule]:
+    """The digits data module without a trainer, and the same under a one-device trainer of `accelerator`."""
+    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
+    host = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    host.setup()
+    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
+    module.trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False)
+    module.setup()
+    return host, module
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -90,22 +103,15 @@ def test_batches_gathered_by_device_index_tensors_equal_the_host_loaders(tmp_pat
         order.set_epoch(3)
     device = torch.utils.data.DataLoader(split, batch_sampler=batches, collate_fn=lambda b: b)
     assert len(batches) == len(host) == (len(split) // 32 if train else -(-len(split) // 32))
-    assert all(torch.equal(a, b) for ha, da in zip(_batches(host), _batches(device), strict=True)
-               for a, b in zip(ha, da, strict=True))
+    assert _same_batches(host, device)
 
 
 def test_a_trainer_gets_the_same_batches_gathered_on_its_device_and_workers_keep_the_dataloader_way(tmp_path):
-    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
-    host = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
-    host.setup()
-    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
-    module.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
-    module.setup()
+    host, module = _host_and_trainer_modules(tmp_path, "cpu")
     assert module.device == torch.device("cpu")
     loader = module.train_dataloader()
     assert isinstance(loader.batch_sampler, DeviceBatches) and isinstance(loader.batch_sampler.sampler, EpochShuffle)
-    assert all(torch.equal(a, b) for hb, mb in zip(_batches(host.train_dataloader()), _batches(loader), strict=True)
-               for a, b in zip(hb, mb, strict=True))
+    assert _same_batches(host.train_dataloader(), loader)
     workers = PreparedDataModule(tmp_path / "out", batch_size=32, num_workers=1)
     workers.trainer = module.trainer
     workers.setup()
@@ -114,18 +120,12 @@ def test_a_trainer_gets_the_same_batches_gathered_on_its_device_and_workers_keep
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_one_gpu_process_keeps_the_splits_on_the_gpu_with_the_same_batches(tmp_path):
-    data.prepare(config_for({"name": "digits"}, tmp_path), tmp_path / "out")
-    host = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
-    host.setup()
-    module = PreparedDataModule(tmp_path / "out", batch_size=32, seed=5)
-    module.trainer = L.Trainer(accelerator="gpu", devices=1, logger=False)
-    module.setup()
+    host, module = _host_and_trainer_modules(tmp_path, "gpu")
     assert module.device.type == "cuda"
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader", "calibration_dataloader"):
         on_gpu = list(getattr(module, loader)())
         assert all(t.is_cuda for batch in on_gpu for t in batch)
-        assert all(torch.equal(a, b) for hb, gb in zip(_batches(getattr(host, loader)()), _batches(on_gpu),
-                                                       strict=True) for a, b in zip(hb, gb, strict=True))
+        assert _same_batches(getattr(host, loader)(), on_gpu)
 
 
 def test_mnist1d_is_generated_locally_and_deterministic(tmp_path):
