@@ -5,7 +5,7 @@ Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     A = −exp(log_A_re) + i·A_im,   B = 1,   Δ = exp(log_dt)
     Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A  (= Δ where A = 0)                 (zero-order hold)
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
-    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT of a power of 2 ≥ 2L)
+    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT or Toeplitz products: toeplitz_conv.py)
 Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
 A third mode, `chip`, runs the layer's crossbar tiles as they compute it: `chip` is then the module attached
 for it (analog/in_the_loop.py), called as chip(layer, u).
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.model.fft_conv import fft_conv
 from pipeline.model.taps import Taps
+from pipeline.model.toeplitz_conv import causal_conv
 
 Mode = str  # "conv" | "recurrent" | "chip"
 
@@ -126,7 +126,7 @@ class S4D(nn.Module):
     def _convolve(self, u: torch.Tensor) -> torch.Tensor:
         """y = K' * u with K'[0] = K[0] + D: the skip D·u rides along in the convolution."""
         k = self.kernel(u.shape[-1])
-        return fft_conv(u, k + F.pad(self.taps("D", self.D).unsqueeze(-1), (0, k.shape[-1] - 1)))
+        return causal_conv(u, k + F.pad(self.taps("D", self.D).unsqueeze(-1), (0, k.shape[-1] - 1)))
 
     def _recur(self, u: torch.Tensor) -> torch.Tensor:
         """x_t = tap_state(Ā⊙x_{t−1} + B̄·u_t) (the state as digitised each step), y_t = 2·Re(C·x_t) + D·u_t."""

@@ -1,0 +1,80 @@
+"""The Toeplitz convolution (Triton; under its interpreter on CPUs) against the FFT convolution in float64."""
+import pytest
+import torch
+
+import pipeline.model.toeplitz_conv as toeplitz
+from pipeline.model.fft_conv import fft_conv
+
+ON = "cuda" if torch.cuda.is_available() else "cpu"  # CPUs run the kernels under Triton's interpreter (conftest)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+def convolution_and_grads(conv, u, k, g):
+    u, k = u.detach().requires_grad_(), k.detach().requires_grad_()
+    y = conv(u, k)
+    return (y, *torch.autograd.grad(y, (u, k), g))
+
+
+def reference(u, k, g):
+    return convolution_and_grads(fft_conv, u.double(), k.double(), g.double())
+
+
+# batches below, at and above a block of rows; lengths inside one block of steps, across blocks and not a multiple
+@pytest.mark.parametrize("batch,length", [(3, 20), (toeplitz.ROWS, 2 * toeplitz.STEPS), (toeplitz.ROWS + 1, 70),
+                                          (2, toeplitz.LAG_STEPS + 9)])
+def test_toeplitz_conv_and_its_gradients_match_the_fft_convolution(batch, length):
+    torch.manual_seed(0)
+    u, k, g = (torch.randn(shape, device=ON) for shape in ((batch, 3, length), (3, length), (batch, 3, length)))
+    got = convolution_and_grads(lambda a, b: toeplitz.toeplitz_conv(a, b, "ieee"), u, k, g)
+    for name, a, b in zip(("y", "du", "dk"), got, reference(u, k, g)):
+        assert relative_error(a, b) <= 1e-6, name
+
+
+def test_toeplitz_conv_passes_the_custom_op_checks_and_compiles_to_the_same_numbers():
+    torch.manual_seed(1)
+    u, k, g = (torch.randn(shape, device=ON) for shape in ((5, 2, 40), (2, 40), (5, 2, 40)))
+    torch.library.opcheck(toeplitz._conv, (u, k.requires_grad_(), False, "ieee"))  # fake shapes and strides, autograd
+    eager = convolution_and_grads(lambda a, b: toeplitz.toeplitz_conv(a, b, "ieee"), u, k, g)
+    compiled = torch.compile(lambda a, b: toeplitz.toeplitz_conv(a, b, "ieee"), fullgraph=True)
+    for a, b in zip(convolution_and_grads(compiled, u, k, g), eager):
+        assert torch.equal(a, b)
+
+
+def test_causal_conv_takes_the_fft_on_cpus_and_under_highest_precision(monkeypatch):
+    u, k = torch.randn(2, 3, 16), torch.randn(3, 16)
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
+    assert not toeplitz.runs_as_toeplitz(u)  # a CPU tensor
+    assert torch.equal(toeplitz.causal_conv(u, k), fft_conv(u, k))
+    meta = torch.empty(2, 3, 16, device="meta")
+    cuda_like = type("CudaLike", (), {"is_cuda": True, "dtype": torch.float32, "shape": meta.shape})()
+    assert toeplitz.runs_as_toeplitz(cuda_like)
+    cuda_like.shape = (2, 3, toeplitz.MAX_LENGTH + 1)
+    assert not toeplitz.runs_as_toeplitz(cuda_like)
+    cuda_like.shape, cuda_like.dtype = meta.shape, torch.float64
+    assert not toeplitz.runs_as_toeplitz(cuda_like)
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    cuda_like.dtype = torch.float32
+    assert not toeplitz.runs_as_toeplitz(cuda_like)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="tensor cores are the GPU's")
+def test_on_a_gpu_tf32_products_stay_within_tf32_rounding_of_the_fft_convolution():
+    torch.manual_seed(2)
+    length = 784
+    u = torch.randn(64, 16, length, device="cuda")
+    k = torch.randn(16, length, device="cuda") * torch.exp(-torch.arange(length, device="cuda") / 200)
+    g = torch.randn_like(u)
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert toeplitz.runs_as_toeplitz(u)
+        got = convolution_and_grads(toeplitz.causal_conv, u, k, g)
+        torch.set_float32_matmul_precision("highest")
+        assert not toeplitz.runs_as_toeplitz(u)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    for name, a, b in zip(("y", "du", "dk"), got, reference(u, k, g)):
+        assert relative_error(a, b) <= 2e-3, name  # TF32: a 10-bit mantissa, unit roundoff 2⁻¹¹ ≈ 4.9e-4
