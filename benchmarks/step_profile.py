@@ -3,6 +3,7 @@ random data: eager speed, then the kernels of the replayed step (`GraphedStep`, 
 fused AdamW step) by total GPU time and their speed.
 
     python benchmarks/step_profile.py --preset presets/smnist.yaml --seq-len 784 --bits all=7 --rows 25 [--compile]
+        [--conv fft]
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bench_config import add_model_arguments, device_name, preset_model
 from torch.profiler import ProfilerActivity, profile
 
 import pipeline.model.fft_conv as fft_conv
+import pipeline.model.toeplitz_conv as toeplitz_conv
 from pipeline.cuda_graphs import GraphedStep
 
 
@@ -37,7 +39,11 @@ def main() -> None:
     parser.add_argument("--fft", choices=["pow2", "exact"], default="pow2", help="FFT length: power of 2 or 2L")
     parser.add_argument("--pairs", choices=["on", "off"], default="on",
                         help="an even batch's FFTs as complex pairs (off: real FFTs, each inverse's input copied)")
+    parser.add_argument("--conv", choices=["auto", "fft"], default="auto",
+                        help="the S4D convolution: auto (Toeplitz products where TF32 is allowed) or always the FFT")
     args = parser.parse_args()
+    if args.conv == "fft":
+        toeplitz_conv.MAX_LENGTH = 0
     if args.pairs == "off":
         fft_conv.PAIRED_DEVICES = ()
     if args.fft == "exact":
@@ -74,7 +80,8 @@ def main() -> None:
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows))
     graphed = steps_per_second(graphed_step, 50)
-    print(f"{device_name()} bits={args.bits or 'float'} compile={args.compile} fft={args.fft} pairs={args.pairs} "
+    print(f"{device_name()} bits={args.bits or 'float'} compile={args.compile} conv={args.conv} fft={args.fft} "
+          f"pairs={args.pairs} "
           f"batch={batch}: "
           f"first step {first:.1f} s, eager {eager * batch:.0f} samples/s, capture {capture_seconds:.1f} s, "
           f"graphed {graphed * batch:.0f} samples/s "
