@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import pipeline.model.causal_conv as dispatch
 import pipeline.model.toeplitz_conv as toeplitz
 from pipeline.model.fft_conv import fft_conv
 
@@ -43,21 +44,24 @@ def test_toeplitz_conv_passes_the_custom_op_checks_and_compiles_to_the_same_numb
         assert torch.equal(a, b)
 
 
-def test_causal_conv_takes_the_fft_on_cpus_and_under_highest_precision(monkeypatch):
+def test_causal_conv_takes_the_fft_on_cpus_under_highest_precision_and_without_triton(monkeypatch):
     u, k = torch.randn(2, 3, 16), torch.randn(3, 16)
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
-    assert not toeplitz.runs_as_toeplitz(u)  # a CPU tensor
-    assert torch.equal(toeplitz.causal_conv(u, k), fft_conv(u, k))
+    assert not dispatch.runs_as_toeplitz(u)  # a CPU tensor
+    assert torch.equal(dispatch.causal_conv(u, k), fft_conv(u, k))
     meta = torch.empty(2, 3, 16, device="meta")
     cuda_like = type("CudaLike", (), {"is_cuda": True, "dtype": torch.float32, "shape": meta.shape})()
-    assert toeplitz.runs_as_toeplitz(cuda_like)
+    assert dispatch.runs_as_toeplitz(cuda_like)
     cuda_like.shape = (2, 3, toeplitz.MAX_LENGTH + 1)
-    assert not toeplitz.runs_as_toeplitz(cuda_like)
+    assert not dispatch.runs_as_toeplitz(cuda_like)
     cuda_like.shape, cuda_like.dtype = meta.shape, torch.float64
-    assert not toeplitz.runs_as_toeplitz(cuda_like)
-    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    assert not dispatch.runs_as_toeplitz(cuda_like)
     cuda_like.dtype = torch.float32
-    assert not toeplitz.runs_as_toeplitz(cuda_like)
+    monkeypatch.setattr(dispatch, "toeplitz_conv", None)  # Triton not installed
+    assert not dispatch.runs_as_toeplitz(cuda_like)
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    assert not dispatch.runs_as_toeplitz(cuda_like)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="tensor cores are the GPU's")
@@ -70,10 +74,10 @@ def test_on_a_gpu_tf32_products_stay_within_tf32_rounding_of_the_fft_convolution
     previous = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("high")
-        assert toeplitz.runs_as_toeplitz(u)
-        got = convolution_and_grads(toeplitz.causal_conv, u, k, g)
+        assert dispatch.runs_as_toeplitz(u)
+        got = convolution_and_grads(dispatch.causal_conv, u, k, g)
         torch.set_float32_matmul_precision("highest")
-        assert not toeplitz.runs_as_toeplitz(u)
+        assert not dispatch.runs_as_toeplitz(u)
     finally:
         torch.set_float32_matmul_precision(previous)
     for name, a, b in zip(("y", "du", "dk"), got, reference(u, k, g)):

@@ -5,7 +5,7 @@ Per channel h and complex mode n (N/2 modes, the conjugate half implicit):
     A = −exp(log_A_re) + i·A_im,   B = 1,   Δ = exp(log_dt)
     Ā = exp(ΔA),   B̄ = (exp(ΔA) − 1)/A  (= Δ where A = 0)                 (zero-order hold)
     recurrent:    x_t = Ā⊙x_{t−1} + B̄·u_t,   y_t = 2·Re(C·x_t) + D·u_t
-    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT or Toeplitz products: toeplitz_conv.py)
+    convolution:  y = K * u + D·u,   K[l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ             (FFT or Toeplitz products: causal_conv.py)
 Every derived tensor passes a named tap (see taps.py), the identity unless a quantizer, mask or noise is attached.
 A third mode, `chip`, runs the layer's crossbar tiles as they compute it: `chip` is then the module attached
 for it (analog/in_the_loop.py), called as chip(layer, u).
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.causal_conv import causal_conv
 from pipeline.model.taps import Taps
-from pipeline.model.toeplitz_conv import causal_conv
 
 Mode = str  # "conv" | "recurrent" | "chip"
 

@@ -15,16 +15,15 @@ The work is L²/2 multiply-adds per row, against the FFT convolution's O(L log L
 tensor cores and moves each (B, H, L) tensor through memory about once, where the FFT convolution writes and reads
 padded complex spectra several times. Tensor cores multiply float32 at TF32 precision (a 10-bit mantissa), so the
 convolution runs this way only where the user allows TF32 matrix products (`torch.set_float32_matmul_precision`
-"high" or "medium", `train.matmul_precision: high`), on a CUDA device, in float32, for L ≤ `MAX_LENGTH`; `causal_conv`
-picks it or the FFT convolution. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1), for tests.
+"high" or "medium", `train.matmul_precision: high`), on a CUDA device, in float32, for L ≤ `MAX_LENGTH`; causal_conv.py
+picks it or the FFT convolution. Runs under the Triton interpreter on CPUs (TRITON_INTERPRET=1),
+for tests.
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
-from pipeline.model.fft_conv import fft_conv
 
 STEPS = 32  # steps per block of the convolution (its taps come in STEPS × STEPS tiles)
 ROWS = 64  # sequences per block of the batch
@@ -163,18 +162,3 @@ def toeplitz_conv(u: torch.Tensor, k: torch.Tensor, precision: str = "tf32") -> 
     """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L), float32; tensor-core products at
     `precision` (Triton's: "tf32", or "ieee" for float32 arithmetic)."""
     return _conv(u.contiguous(), k.contiguous(), False, precision)
-
-
-@torch.compiler.assume_constant_result
-def _tf32_allowed() -> bool:
-    return torch.get_float32_matmul_precision() != "highest"
-
-
-def runs_as_toeplitz(u: torch.Tensor) -> bool:
-    """Whether `causal_conv` takes the Toeplitz products for u: CUDA, float32, L ≤ MAX_LENGTH, TF32 allowed."""
-    return u.is_cuda and u.dtype == torch.float32 and u.shape[-1] <= MAX_LENGTH and _tf32_allowed()
-
-
-def causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """k * u by Toeplitz products on tensor cores where `runs_as_toeplitz`, else by FFT (`fft_conv`)."""
-    return toeplitz_conv(u, k) if runs_as_toeplitz(u) else fft_conv(u, k)

@@ -1,0 +1,28 @@
+"""The S4D layer's causal convolution y = k * u: Toeplitz products on tensor cores (toeplitz_conv.py) where TF32
+matrix products are allowed on a CUDA device, float32 and L ≤ toeplitz_conv.MAX_LENGTH; else the FFT convolution
+(fft_conv.py), which is also what runs where Triton is not installed (it ships for Linux x86-64 only)."""
+from __future__ import annotations
+
+import torch
+
+from pipeline.model.fft_conv import fft_conv
+
+try:
+    from pipeline.model import toeplitz_conv
+except ImportError:
+    toeplitz_conv = None
+
+
+@torch.compiler.assume_constant_result
+def _tf32_allowed() -> bool:
+    return torch.get_float32_matmul_precision() != "highest"
+
+
+def runs_as_toeplitz(u: torch.Tensor) -> bool:
+    return (toeplitz_conv is not None and u.is_cuda and u.dtype == torch.float32
+            and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and _tf32_allowed())
+
+
+def causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L)."""
+    return toeplitz_conv.toeplitz_conv(u, k) if runs_as_toeplitz(u) else fft_conv(u, k)
