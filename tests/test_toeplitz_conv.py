@@ -50,8 +50,12 @@ def test_causal_conv_takes_the_fft_on_cpus_under_highest_precision_and_without_t
     assert not dispatch.runs_as_toeplitz(u)  # a CPU tensor
     assert torch.equal(dispatch.causal_conv(u, k), fft_conv(u, k))
     meta = torch.empty(2, 3, 16, device="meta")
-    cuda_like = type("CudaLike", (), {"is_cuda": True, "dtype": torch.float32, "shape": meta.shape})()
+    cuda_like = type("CudaLike", (), {"is_cuda": True, "dtype": torch.float32, "shape": meta.shape,
+                                      "numel": lambda self: 2**31 - 1})()
     assert dispatch.runs_as_toeplitz(cuda_like)
+    cuda_like.numel = lambda: 2**31  # past 32-bit indexing
+    assert not dispatch.runs_as_toeplitz(cuda_like)
+    del cuda_like.numel
     cuda_like.shape = (2, 3, toeplitz.MAX_LENGTH + 1)
     assert not dispatch.runs_as_toeplitz(cuda_like)
     cuda_like.shape, cuda_like.dtype = meta.shape, torch.float64

@@ -1,6 +1,7 @@
 """The S4D layer's causal convolution y = k * u: Toeplitz products on tensor cores (toeplitz_conv.py) where TF32
-matrix products are allowed on a CUDA device, float32 and L ≤ toeplitz_conv.MAX_LENGTH; else the FFT convolution
-(fft_conv.py), which is also what runs where Triton is not installed (it ships for Linux x86-64 only)."""
+matrix products are allowed, on a CUDA device, in float32, for L ≤ toeplitz_conv.MAX_LENGTH and fewer than 2³¹
+values; else the FFT convolution (fft_conv.py), which is also what runs where Triton is not installed (it ships
+for Linux x86-64 only)."""
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ def _tf32_allowed() -> bool:
 
 
 def runs_as_toeplitz(u: torch.Tensor) -> bool:
+    """The kernels index with 32-bit integers, hence u's size below 2³¹."""
     return (toeplitz_conv is not None and u.is_cuda and u.dtype == torch.float32
-            and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and _tf32_allowed())
+            and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and u.numel() < 2**31 and _tf32_allowed())
 
 
 def causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
