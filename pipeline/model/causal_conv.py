@@ -20,7 +20,8 @@ def _tf32_allowed() -> bool:
 
 
 def runs_as_toeplitz(u: torch.Tensor) -> bool:
-    """The kernels index with 32-bit integers, hence u's size below 2³¹."""
+    """Triton installed, u on a CUDA device in float32, L ≤ MAX_LENGTH, fewer than 2³¹ values (the kernels index
+    with 32-bit integers) and TF32 allowed."""
     return (toeplitz_conv is not None and u.is_cuda and u.dtype == torch.float32
             and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and u.numel() < 2**31 and _tf32_allowed())
 
