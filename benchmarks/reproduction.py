@@ -328,7 +328,6 @@ def main() -> None:
     deadline = time.monotonic() + args.budget_s
     config = task_config(task, args.source, (f"seed={args.seed}", *args.set))
     folder = args.work / args.task / f"s{args.seed}"
-    torch.set_float32_matmul_precision(config.train.matmul_precision)  # as the stages do
     with tempfile.TemporaryDirectory(prefix="study-") as scratch:
         scratch = Path(scratch)
         data.prepare(config, scratch / "prepared")
