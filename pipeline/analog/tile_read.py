@@ -127,15 +127,15 @@ class _Loop(torch.autograd.Function):
         g_u = torch.zeros_like(g_y)
         g_input, g_block, g_out, g_skip = (torch.zeros_like(w) for w in (w_input, w_block, w_out, w_skip))
         g_state = None  # ∂/∂ the state step t writes; nothing reads the last one
+        block_row = g_block[..., 0, :].shape  # one input row's weights of the state-to-state block
         for t in range(L, -1, -1):
             k, g_v = kept[t], None  # g_v: ∂/∂ the state DACs' outputs of step t
             if g_state is not None:
                 g_cols = _masked(g_state, k.inside_state)  # ∂/∂ the state columns' currents
                 g_input += (g_cols * k.v_u[..., None, None]).sum_to_size(g_input.shape)
-                g_block += torch.stack([g_cols * k.v_x[..., :1], g_cols * k.v_x[..., 1:]], -2).sum_to_size(
-                    g_block.shape)
-                g_v = torch.cat([(g_cols * through[..., 0, :]).sum(-1, keepdim=True),
-                                 (g_cols * through[..., 1, :]).sum(-1, keepdim=True)], -1)
+                g_block[..., 0, :] += (g_cols * k.v_x[..., :1]).sum_to_size(block_row)
+                g_block[..., 1, :] += (g_cols * k.v_x[..., 1:]).sum_to_size(block_row)
+                g_v = (g_cols[..., :1] * through[..., 0]).add_(g_cols[..., 1:] * through[..., 1])
                 if t < L:  # the last step reads a zero input
                     g_u[..., t] += (_masked((g_cols * w_input).sum((-2, -1)), k.inside_u) * conv.u.slope).sum(-1)
             if t > 0:  # y_{t−1}: one current per tile, a channel's tiles added
