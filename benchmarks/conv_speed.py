@@ -1,11 +1,12 @@
-"""The S4D layer's convolution alone: the FFT convolution against the Toeplitz products (each at the products'
-precisions), per call of one layer, forward and forward + backward, with each one's relative error (norm) of y,
-∂/∂u and ∂/∂k against a float64 FFT convolution. A decaying random kernel stands in for the layer's.
+"""The S4D layer's convolution alone, per call of one layer, forward and forward + backward, with each form's
+relative error (norm) of y, ∂/∂u and ∂/∂k against a float64 FFT convolution: on a GPU the FFT convolution against
+the Toeplitz products on tensor cores (at each of `--precisions`), on a CPU against the dense Toeplitz product. A
+decaying random kernel stands in for the layer's.
 
     python benchmarks/conv_speed.py --shapes 64x128x784,64x128x1024 [--precisions tf32,ieee] [--repeats 30]
+    python benchmarks/conv_speed.py --shapes 64x64x40,256x64x40,64x64x64,64x64x128      # a CPU
 
-On a GPU the times are CUDA-event times of back-to-back calls; on a CPU (the Toeplitz kernels under Triton's
-interpreter, TRITON_INTERPRET=1) only the errors mean anything.
+On a GPU the times are CUDA-event times of back-to-back calls; on a CPU the best of 5 wall-clock means.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import time
 import torch
 from bench_config import device_name
 
+from pipeline.model.dense_conv import dense_conv
 from pipeline.model.fft_conv import fft_conv
-from pipeline.model.toeplitz_conv import toeplitz_conv
 
 
 def shapes(text: str) -> list[tuple[int, int, int]]:
@@ -34,10 +35,13 @@ def microseconds(call, repeats: int) -> float:
     for _ in range(2):
         call()
     if not torch.cuda.is_available():
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        return (time.perf_counter() - start) / repeats * 1e6
+        means = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                call()
+            means.append((time.perf_counter() - start) / repeats * 1e6)
+        return min(means)
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     begin.record()
     for _ in range(repeats):
@@ -62,6 +66,12 @@ def measure(conv, u, k, g, reference, repeats: int) -> str:
             f"relative error y {errors[0]:.1e}, ∂u {errors[1]:.1e}, ∂k {errors[2]:.1e}")
 
 
+def gpu_forms(precisions: str) -> dict:
+    from pipeline.model.toeplitz_conv import toeplitz_conv  # Triton
+
+    return {f"toeplitz/{p}": (lambda a, b, p=p: toeplitz_conv(a, b, p)) for p in precisions.split(",")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", type=shapes, default=shapes("64x128x784"))
@@ -75,8 +85,7 @@ def main() -> None:
         u, g = torch.randn(batch, channels, length, device=device), torch.randn(batch, channels, length, device=device)
         k = torch.randn(channels, length, device=device) * torch.exp(-torch.arange(length, device=device) / 200)
         reference = outputs(fft_conv, u.double(), k.double(), g.double())
-        convolutions = {"fft": fft_conv} | {
-            f"toeplitz/{p}": (lambda a, b, p=p: toeplitz_conv(a, b, p)) for p in args.precisions.split(",")}
+        convolutions = {"fft": fft_conv} | (gpu_forms(args.precisions) if device == "cuda" else {"dense": dense_conv})
         for name, conv in convolutions.items():
             print(f"B {batch} H {channels} L {length} {name}: {measure(conv, u, k, g, reference, args.repeats)}")
 
