@@ -191,13 +191,15 @@ def test_two_gloo_processes_match_one_process(tiny, tmp_path):
     batches = len(load_split(tmp_path / "prepared", "train")) // 64
     assert len(lines[0]) == len(lines[1]) == config.pretrain.epochs * batches
     # BatchNorm sees each process's half batch (torch syncs its statistics on GPUs only), so CPU runs agree
-    # closely but not exactly; the bias before BatchNorm has no gradient and is left out.
+    # closely but not exactly, and how far they drift apart in 3 epochs depends on the CPU code path's rounding (up
+    # to 6.8% of a weight's norm under ATEN_CPU_CAPABILITY=default); the bias before BatchNorm has no gradient and
+    # is left out.
     for split in ("val/acc", "test/acc"):
         assert abs(single_metrics[split] - double_metrics[split]) < 0.03
     for name, weight in _weights(single).items():
         if name.endswith("norm.running_mean") or name == "model.encoder.bias":
             continue
-        assert (double.state_dict()[name] - weight).norm() <= 0.05 * weight.norm(), name
+        assert (double.state_dict()[name] - weight).norm() <= 0.1 * weight.norm(), name
 
 
 def test_last_checkpoint_is_rewritten_every_epoch_even_without_improvement(tiny, tmp_path):
