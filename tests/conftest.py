@@ -44,6 +44,17 @@ TINY = {
 }
 
 
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖, in float64."""
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def direct_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L), step by step: the reference
+    the convolution forms are tested against."""
+    return torch.stack([(k[:, :t + 1].flip(-1) * u[..., :t + 1]).sum(-1) for t in range(u.shape[-1])], dim=-1)
+
 def module_file(name: str) -> Path | None:
     base = ROOT / Path(*name.split("."))
     for candidate in (base / "__init__.py", base.with_suffix(".py")):

@@ -1,6 +1,7 @@
 """The Toeplitz convolution (Triton; under its interpreter on CPUs) against the FFT convolution in float64."""
 import pytest
 import torch
+from conftest import relative_error
 
 pytest.importorskip("triton")  # Linux x86-64 only (requirements.txt)
 import pipeline.model.causal_conv as dispatch  # noqa: E402
@@ -8,10 +9,6 @@ import pipeline.model.toeplitz_conv as toeplitz  # noqa: E402
 from pipeline.model.fft_conv import fft_conv  # noqa: E402
 
 ON = "cuda" if torch.cuda.is_available() else "cpu"  # CPUs run the kernels under Triton's interpreter (conftest)
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b).norm() / b.norm()).item()
 
 
 def convolution_and_grads(conv, u, k, g):
