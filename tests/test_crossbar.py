@@ -13,7 +13,7 @@ from pipeline.analog.device_model import Chips, drift_exponents, flicker_std
 from pipeline.analog.devices import PRESETS, DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, layout, modes_per_tile, tensor_cells
 from pipeline.analog.simulator import CrossbarSSM, simulated
-from pipeline.analog.tile_read import slot_form
+from pipeline.analog.tile_read import pair_map, pair_map_grad, slot_form, through_pairs
 from pipeline.config import ConfigError, parse
 from pipeline.model import S4DClassifier
 from pipeline.prune.masks import attach_masks
@@ -103,8 +103,27 @@ def test_converters_tell_where_they_clip():
     assert converter(2 * x, keep=True)[1].tolist() == [False, True, True, True, False]
     assert converter.slope == 0.5 and adc(torch.tensor(2.0), 3).slope == 1.0
     pairs = torch.tensor([[0.2, 1.2], [0.3, -0.4], [-1.5, 0.1]])
-    assert dac(torch.tensor(1.0), 3)(pairs, pairs=True, keep=True)[1].tolist() == [[False], [True], [False]]
+    assert dac(torch.tensor(1.0), 3)(pairs, pairs=True, keep=True)[1].tolist() == [False, True, False]
     assert dac(torch.tensor(1.0), 3)(pairs)[1] is None  # kept only when asked
+
+
+def test_pair_map_is_the_two_by_two_product_and_its_gradient_is_autograds():
+    """A mode's (Re, Im) pair times a real 2 × 2 block as a row vector, in the complex form the step loop uses
+    (z ↦ p·z + q·z̄), and the block's gradient from that form's sums, against the real products and autograd."""
+    torch.manual_seed(0)
+    v = torch.randn(5, 3, 2, dtype=torch.float64)
+    m = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    out = through_pairs(v, *pair_map(m))
+    expected = torch.stack([v[..., 0] * m[..., 0, 0] + v[..., 1] * m[..., 1, 0],
+                            v[..., 0] * m[..., 0, 1] + v[..., 1] * m[..., 1, 1]], -1)
+    assert torch.allclose(out, expected, rtol=1e-14, atol=1e-14)
+    g = torch.randn_like(out)
+    (expected * g).sum().backward()
+    z, gz = torch.view_as_complex(v), torch.view_as_complex(g)
+    grad = pair_map_grad((z.conj() * gz).sum(0), (z * gz).sum(0))
+    assert torch.allclose(grad, m.grad, rtol=1e-13, atol=1e-14)
+    assert torch.allclose(through_pairs(g, *pair_map(m.detach().mT)),  # the transpose carries gradients back
+                          torch.einsum("bkj,kij->bki", g, m.detach()), rtol=1e-14, atol=1e-14)
 
 
 def one_layer_program(device):

@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline.analog.devices import DeviceConfig
 from pipeline.analog.mapping import FIXED_ROWS, Layout, TileProgram, layout, modes_per_tile, program
-from pipeline.analog.tile_read import Converters, run_steps, slot_form, tile_step, with_layers
+from pipeline.analog.tile_read import Converters, run_steps, slot_form, tile_step, with_layers, with_pair_maps
 from pipeline.model import S4DClassifier
 
 
@@ -29,7 +29,7 @@ class _Probe(nn.Module):
     def forward(self, u: torch.Tensor, mode: str = "recurrent") -> torch.Tensor:
         H, T, R, K = self.shape
         u = u.unsqueeze(0)
-        w = {name: value.to(u) for name, value in self.slots.items()}
+        w = with_pair_maps({name: value.to(u) for name, value in self.slots.items()})
         maxima = [m.to(u) for m in (self.u_max, self.state_max, self.y_max, self.column_max)]  # no sync per step
         unit = Converters.unit()
 

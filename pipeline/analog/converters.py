@@ -26,14 +26,14 @@ class Converter(NamedTuple):
     def __call__(self, x: torch.Tensor, pairs: bool = False, keep: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the output, where it did not clip if `keep` else None); `pairs`: the last dimension holds a mode's
-        (Re, Im), inside only where both are."""
+        (Re, Im), and where it did not clip is one mask per pair (…), inside only where both are."""
         if not self.levels:  # ideal: step 1
             return (x if isinstance(self.gain, float) and self.gain == 1.0 else x * self.gain), None
         code = (x * self.gain).round_()
         inside = None
         if keep:
             inside = code.abs() <= self.levels
-            inside = inside[..., :1] & inside[..., 1:] if pairs else inside
+            inside = inside[..., 0] & inside[..., 1] if pairs else inside
         return code.clamp_(-self.levels, self.levels).mul_(self.step), inside
 
 

@@ -52,6 +52,34 @@ class Kept(NamedTuple):
     inside_y: torch.Tensor | None
 
 
+def pair_map(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, q), complex (…), of the real 2 × 2 maps m (…, 2, 2) of a mode's (Re, Im) pair as a row vector,
+    (v₀, v₁) ↦ (v₀·m₀₀ + v₁·m₁₀, v₀·m₀₁ + v₁·m₁₁). In z = v₀ + i·v₁ that map is z ↦ p·z + q·z̄ with
+    p = (m₀₀ + m₁₁ + i(m₀₁ − m₁₀))/2 and q = (m₀₀ − m₁₁ + i(m₀₁ + m₁₀))/2: two complex products of whole tensors
+    in place of four real ones that broadcast over the pair's axis (several times slower on CPUs)."""
+    m00, m01, m10, m11 = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    return torch.complex(m00 + m11, m01 - m10).mul_(0.5), torch.complex(m00 - m11, m01 + m10).mul_(0.5)
+
+
+def pair_map_grad(g_p: torch.Tensor, g_q: torch.Tensor) -> torch.Tensor:
+    """∂/∂m (…, 2, 2) of the map's gradients as g_p = Σ z̄·g and g_q = Σ z·g (g the gradient of the output pairs):
+    m₀₀ ← Re(g_p + g_q)/2, m₀₁ ← Im(g_p + g_q)/2, m₁₀ ← Im(g_q − g_p)/2, m₁₁ ← Re(g_p − g_q)/2."""
+    total, diff = g_p + g_q, g_p - g_q
+    return torch.stack([torch.stack([total.real, total.imag], -1), torch.stack([-diff.imag, diff.real], -1)],
+                       -2).mul_(0.5)
+
+
+def through_pairs(v: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """v (…, 2) real pairs through the map (p, q) of `pair_map`: real (…, 2)."""
+    z = torch.view_as_complex(v.contiguous())
+    return torch.view_as_real((z * p).add_(z.conj() * q))
+
+
+def with_pair_maps(slots: dict) -> dict:
+    """Slot-form tensors with the (p, q) of their state-to-state block (`pair_map`) under "block_map"."""
+    return {**slots, "block_map": pair_map(slots["block"])}
+
+
 def tile_step(x: torch.Tensor, u_t: torch.Tensor, u_prev: torch.Tensor, w: dict, cells: dict,
               read_std: tuple[torch.Tensor, torch.Tensor] | None, converters: Converters, residual: bool = False,
               keep: bool = False) -> tuple[torch.Tensor, torch.Tensor, Kept | None]:
@@ -59,20 +87,20 @@ def tile_step(x: torch.Tensor, u_t: torch.Tensor, u_prev: torch.Tensor, w: dict,
     With `residual` the state columns read an increment, and the state is added back digitally.
 
     x (C, B, H, T, m, 2) the digitised state, u_t and u_prev (C, B, H); w and cells (number of physical cells per
-    weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T); read_std (std of the state columns
-    (C, 1, H, T, m, 2), of y (C, 1, H, T)) or None. The column currents of DAC outputs v are
+    weight) in `slot_form` with leading (C, 1, H, T) and (1, 1, H, T), and their block's `pair_map`
+    (`with_pair_maps`; cells' only with read noise); read_std (std of the state columns (C, 1, H, T, m, 2), of y
+    (C, 1, H, T)) or None. The column currents of DAC outputs v are
     x_j ← v_u·input_j + v_re·block_j[0] + v_im·block_j[1], y ← Σ_j v_j·out_j + v_prev·skip, plus read noise of std
     std·√(Σ v²·cells) over the column's cells. Returns (next state, y_{t−1} per tile (C, B, H, T), `Kept` if `keep`)."""
     v_u, inside_u = converters.u(u_t.unsqueeze(-1), keep=keep)  # (C, B, H, T)
     v_prev, inside_prev = converters.u_prev(u_prev.unsqueeze(-1), keep=keep)
     v_x, inside_x = converters.x(x, pairs=True, keep=keep)
-    v_re, v_im, v_in = v_x[..., :1], v_x[..., 1:], v_u[..., None, None]
-    out_x = (v_in * w["input"]).add_(v_re * w["block"][..., 0, :]).add_(v_im * w["block"][..., 1, :])
+    v_in = v_u[..., None, None]
+    out_x = through_pairs(v_x, *w["block_map"]).add_(v_in * w["input"])
     out_y = (v_x * w["out"]).sum((-2, -1)).add_(v_prev * w["skip"])
     if read_std is not None:
         square = v_x * v_x
-        spread_x = (v_in * v_in * cells["input"]).add_(square[..., :1] * cells["block"][..., 0, :]).add_(
-            square[..., 1:] * cells["block"][..., 1, :]).sqrt_()
+        spread_x = through_pairs(square, *cells["block_map"]).add_(v_in * v_in * cells["input"]).sqrt_()
         spread_y = (square * cells["out"]).sum((-2, -1)).add_(v_prev * v_prev * cells["skip"]).sqrt_()
         out_x.add_(torch.randn_like(out_x).mul_(spread_x).mul_(read_std[0]))
         out_y.add_(torch.randn_like(out_y).mul_(spread_y).mul_(read_std[1]))
@@ -100,14 +128,20 @@ def _masked(g: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
     return g if inside is None else g * inside
 
 
+def _masked_pairs(g: torch.Tensor, inside: torch.Tensor | None) -> torch.Tensor:
+    """g (…, m, 2) where the pair mask `inside` (…, m) holds, as complex products (no broadcast over the pair)."""
+    return g if inside is None else torch.view_as_real(torch.view_as_complex(g.contiguous()) * inside)
+
+
 class _Loop(torch.autograd.Function):
     """`run_steps` of `tile_step` with back-propagation through time by hand: converters straight-through where
-    they did not clip (`Converter.slope`), the state's gradient through `jacobian`'s block weights, the weights'
-    gradients summed over sequences and steps; the read noise's spread carries no gradient."""
+    they did not clip (`Converter.slope`), the state's gradient through `jacobian`'s block weights (their
+    transposes' `pair_map`), the weights' gradients summed over sequences and steps (the block's through
+    `pair_map_grad`); the read noise's spread carries no gradient."""
 
     @staticmethod
     def forward(ctx, u, w_input, w_block, w_out, w_skip, jacobian, cells, read_std, converters, residual):
-        w = {"input": w_input, "block": w_block, "out": w_out, "skip": w_skip}
+        w = with_pair_maps({"input": w_input, "block": w_block, "out": w_out, "skip": w_skip})
         kept = []
 
         def step(x, u_t, u_prev):
@@ -124,18 +158,20 @@ class _Loop(torch.autograd.Function):
     def backward(ctx, g_y):
         w_input, w_block, w_out, w_skip, through = ctx.saved_tensors
         conv, kept, L = ctx.converters, ctx.kept, g_y.shape[-1]
+        back = pair_map(through.transpose(-1, -2))  # the state's gradient: through the block's transpose
         g_u = torch.zeros_like(g_y)
-        g_input, g_block, g_out, g_skip = (torch.zeros_like(w) for w in (w_input, w_block, w_out, w_skip))
+        g_input, g_out, g_skip = (torch.zeros_like(w) for w in (w_input, w_out, w_skip))
+        g_p, g_q = (torch.view_as_complex(torch.zeros_like(w_input)) for _ in range(2))  # of the block's map
         g_state = None  # ∂/∂ the state step t writes; nothing reads the last one
-        block_row = g_block[..., 0, :].shape  # one input row's weights of the state-to-state block
         for t in range(L, -1, -1):
             k, g_v = kept[t], None  # g_v: ∂/∂ the state DACs' outputs of step t
             if g_state is not None:
-                g_cols = _masked(g_state, k.inside_state)  # ∂/∂ the state columns' currents
+                g_cols = _masked_pairs(g_state, k.inside_state)  # ∂/∂ the state columns' currents
                 g_input += (g_cols * k.v_u[..., None, None]).sum_to_size(g_input.shape)
-                g_block[..., 0, :] += (g_cols * k.v_x[..., :1]).sum_to_size(block_row)
-                g_block[..., 1, :] += (g_cols * k.v_x[..., 1:]).sum_to_size(block_row)
-                g_v = (g_cols[..., :1] * through[..., 0]).add_(g_cols[..., 1:] * through[..., 1])
+                z, g = torch.view_as_complex(k.v_x.contiguous()), torch.view_as_complex(g_cols.contiguous())
+                g_p += (z.conj() * g).sum_to_size(g_p.shape)
+                g_q += (z * g).sum_to_size(g_q.shape)
+                g_v = through_pairs(g_cols, *back)
                 if t < L:  # the last step reads a zero input
                     g_u[..., t] += (_masked((g_cols * w_input).sum((-2, -1)), k.inside_u) * conv.u.slope).sum(-1)
             if t > 0:  # y_{t−1}: one current per tile, a channel's tiles added
@@ -145,10 +181,10 @@ class _Loop(torch.autograd.Function):
                 g_y_v = g_current[..., None, None] * w_out
                 g_v = g_y_v if g_v is None else g_v.add_(g_y_v)
                 g_u[..., t - 1] += (_masked(g_current * w_skip, k.inside_prev) * conv.u_prev.slope).sum(-1)
-                g_x = _masked(g_v, k.inside_x) * conv.x.slope
+                g_x = _masked_pairs(g_v, k.inside_x) * conv.x.slope
                 g_state = g_x.add_(g_state) if ctx.residual and g_state is not None else g_x
         ctx.kept = []
-        return g_u, g_input, g_block, g_out, g_skip, *(None,) * 5
+        return g_u, g_input, pair_map_grad(g_p, g_q), g_out, g_skip, *(None,) * 5
 
 
 def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | None, rows: torch.Tensor,
@@ -162,8 +198,10 @@ def read_layer(u: torch.Tensor, w: dict, cells: dict, read_std: torch.Tensor | N
     converters = Converters.of(rows, cols, dac_bits, adc_bits)
     std = None if read_std is None else (read_std[..., :2 * slots].unflatten(-1, (slots, 2)), read_std[..., -1])
     weights = (w["input"], w["block"], w["out"], w["skip"])
+    cells = with_pair_maps(cells) if std is not None else cells
     if torch.is_grad_enabled() and any(v.requires_grad for v in (u, *weights)):
         return _Loop.apply(u, *weights, jacobian, cells, std, converters, residual)
+    w = with_pair_maps(w)
     return run_steps(u, tiles, slots, lambda x, u_t, u_prev: tile_step(x, u_t, u_prev, w, cells, std, converters,
                                                                       residual)[:2])
 
