@@ -55,6 +55,7 @@ def direct_causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     the convolution forms are tested against."""
     return torch.stack([(k[:, :t + 1].flip(-1) * u[..., :t + 1]).sum(-1) for t in range(u.shape[-1])], dim=-1)
 
+
 def module_file(name: str) -> Path | None:
     base = ROOT / Path(*name.split("."))
     for candidate in (base / "__init__.py", base.with_suffix(".py")):
