@@ -24,9 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities import rank_zero_only
-
 from pipeline.config import Config
 
 
@@ -137,9 +134,11 @@ class StageRun:
         now = get_current_time_millis()
         self._call("log_batch", metrics=[Metric(k, v, now, step or 0) for k, v in numbers.items()])
 
-    def lightning_logger(self) -> StageLogger | None:
-        """Lightning's MLflow logger writing each training epoch's metrics into this run; None when tracking is
-        off."""
+    def lightning_logger(self):
+        """Lightning's MLflow logger writing each training epoch's metrics into this run (`StageLogger`); None when
+        tracking is off. Imported here, by the stages that train: Lightning takes seconds to import."""
+        from pipeline.training.stage_logger import StageLogger
+
         return StageLogger(tracking_uri=self.uri, run_id=self.run_id) if self.active else None
 
     def log_dataset(self, data_dir: str | Path, context: str = "training") -> None:
@@ -198,25 +197,6 @@ class StageRun:
                 warnings.warn(f"MLflow child run {name!r} not created ({error})", stacklevel=2)
         yield nested
         nested._call("set_terminated", "FINISHED")
-
-
-class StageLogger(MLFlowLogger):
-    """Lightning's MLflow logger bound to a stage's run. The run stays open when training ends (`stage_run` closes
-    it after the stage), and a store that fails mid-training costs the run's metrics, not the training."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics, step: int | None = None) -> None:
-        if getattr(self, "_failed", False):
-            return
-        try:
-            super().log_metrics(metrics, step)
-        except Exception as error:
-            warnings.warn(f"MLflow logging failed ({error}); training goes on without it", stacklevel=2)
-            self._failed = True
-
-    @rank_zero_only
-    def finalize(self, status: str = "success") -> None:
-        pass
 
 
 def torch_version() -> str:

@@ -43,6 +43,7 @@ def test_toeplitz_conv_passes_the_custom_op_checks_and_compiles_to_the_same_numb
 
 
 def test_toeplitz_kernels_run_on_cuda_float32_under_tf32_only(monkeypatch):
+    monkeypatch.setattr(dispatch, "toeplitz_conv", toeplitz)  # as loaded where there is a CUDA device
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
     assert not dispatch.runs_as_toeplitz(torch.randn(2, 3, 16))  # a CPU tensor
     meta = torch.empty(2, 3, 16, device="meta")
@@ -59,7 +60,7 @@ def test_toeplitz_kernels_run_on_cuda_float32_under_tf32_only(monkeypatch):
     cuda_like.dtype = torch.float32
     monkeypatch.setattr(dispatch, "toeplitz_conv", None)  # Triton not installed
     assert not dispatch.runs_as_toeplitz(cuda_like)
-    monkeypatch.undo()
+    monkeypatch.setattr(dispatch, "toeplitz_conv", toeplitz)
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
     assert not dispatch.runs_as_toeplitz(cuda_like)
 

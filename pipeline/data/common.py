@@ -6,9 +6,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 SPLITS = ("train", "validation", "test")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -40,6 +43,8 @@ class Prepared:
         }
 
     def to_dataset_dict(self) -> DatasetDict:
+        from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features  # only where data sets are written
+
         _, length, channels = self.x["train"].shape
         features = Features({"x": Array2D((length, channels), "float32"), "label": ClassLabel(names=self.classes)})
         return DatasetDict({

@@ -11,22 +11,21 @@ import torch
 from pipeline.model import dense_conv
 from pipeline.model.fft_conv import fft_conv
 
-try:
-    from pipeline.model import toeplitz_conv
-except ImportError:
-    toeplitz_conv = None
-
-
-@torch.compiler.assume_constant_result
-def _tf32_allowed() -> bool:
-    return torch.get_float32_matmul_precision() != "highest"
+# The Toeplitz form runs on CUDA devices only, so it is loaded only where there is one: its imports (Triton,
+# torch._dynamo) take a CPU-only process about 2 s.
+toeplitz_conv = None
+if torch.cuda.is_available():
+    try:
+        from pipeline.model import toeplitz_conv
+    except ImportError:
+        pass
 
 
 def runs_as_toeplitz(u: torch.Tensor) -> bool:
     """Triton installed, u on a CUDA device in float32, L ≤ MAX_LENGTH, fewer than 2³¹ values (the kernels index
     with 32-bit integers) and TF32 allowed."""
     return (toeplitz_conv is not None and u.is_cuda and u.dtype == torch.float32
-            and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and u.numel() < 2**31 and _tf32_allowed())
+            and u.shape[-1] <= toeplitz_conv.MAX_LENGTH and u.numel() < 2**31 and toeplitz_conv.tf32_allowed())
 
 
 def runs_dense(u: torch.Tensor) -> bool:

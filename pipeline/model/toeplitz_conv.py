@@ -29,9 +29,15 @@ STEPS = 32  # steps per block of the convolution (its taps come in STEPS × STEP
 ROWS = 64  # sequences per block of the batch
 LAG_STEPS, LAG_ROWS = 64, 32  # the lag sums' blocks of steps and of the batch (the fastest measured on an H100)
 # Longest sequence convolved this way. Its cost grows as L², the FFT's with the padded length (2048 for L from 513
-# to 1024); scaled from the H100's rates at L = 784 (0.34 against 0.47 ms per layer, batch 64, H 128), the two
-# break even near L = 940.
-MAX_LENGTH = 900
+# to 1024, 4096 above). On an H100 at batch 64, H 128 (benchmarks/conv_speed.py), forward + backward took 1.00
+# against 1.09 ms at L = 784 and 1.05 against 1.08 ms at L = 1024, the forward alone 2.7× less at both.
+MAX_LENGTH = 1024
+
+
+@torch.compiler.assume_constant_result
+def tf32_allowed() -> bool:
+    """TF32 matrix products allowed (`torch.set_float32_matmul_precision` not "highest"); a constant to the compiler."""
+    return torch.get_float32_matmul_precision() != "highest"
 
 
 @triton.jit
