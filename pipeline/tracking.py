@@ -137,7 +137,7 @@ class StageRun:
     def lightning_logger(self):
         """Lightning's MLflow logger writing each training epoch's metrics into this run (`StageLogger`); None when
         tracking is off. Imported here, by the stages that train: Lightning takes seconds to import."""
-        from pipeline.training.stage_logger import StageLogger
+        from pipeline.stage_logger import StageLogger
 
         return StageLogger(tracking_uri=self.uri, run_id=self.run_id) if self.active else None
 

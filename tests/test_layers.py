@@ -14,8 +14,8 @@ LAYERS = {
                    "pipeline/data/", "pipeline/model/", "pipeline/quant/", "pipeline/prune/", "pipeline/analog/",
                    "pipeline/cost/"),
     "training": ("pipeline/training/",),
-    "workflows": ("pipeline/steps/", "pipeline/tracking.py", "pipeline/stage.py", "pipeline/gpu_claims.py",
-                  "pipeline/runs.py",
+    "workflows": ("pipeline/steps/", "pipeline/tracking.py", "pipeline/stage_logger.py", "pipeline/stage.py",
+                  "pipeline/gpu_claims.py", "pipeline/runs.py",
                   "pipeline/presets.py", "pipeline/exact.py", "pipeline/gate.py"),
 }
 ORDER = list(LAYERS)
