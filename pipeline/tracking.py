@@ -22,9 +22,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pipeline.config import Config
+
+if TYPE_CHECKING:
+    from pipeline.stage_logger import StageLogger
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -134,7 +138,7 @@ class StageRun:
         now = get_current_time_millis()
         self._call("log_batch", metrics=[Metric(k, v, now, step or 0) for k, v in numbers.items()])
 
-    def lightning_logger(self):
+    def lightning_logger(self) -> StageLogger | None:
         """Lightning's MLflow logger writing each training epoch's metrics into this run (`StageLogger`); None when
         tracking is off. Imported here, by the stages that train: Lightning takes seconds to import."""
         from pipeline.stage_logger import StageLogger

@@ -74,3 +74,15 @@ def test_importing_the_library_changes_no_environment_and_no_warning_filter():
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "MLFLOW_DISABLE_TELEMETRY")}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("stage", ["check_params", "prepare"])
+def test_stages_that_train_nothing_start_without_the_training_stack(stage):
+    # Lightning, torch._dynamo and Triton take seconds to import: a CPU-only process of a stage that trains nothing
+    # does not load them (nor datasets, for the check that reads no data)
+    heavy = ["lightning", "torch._dynamo", "triton"] + (["datasets"] if stage == "check_params" else [])
+    script = f"import sys, stages.{stage}\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
