@@ -30,11 +30,12 @@ def kernel_times(table: str) -> list[tuple[str, float]]:
     header = next((line for line in lines if "Self CUDA" in line), None)
     if header is None:
         raise ValueError("no profiler table with a 'Self CUDA' column")
-    column = re.split(r"\s{2,}", header.strip()).index("Self CUDA")
+    columns = re.split(r"\s{2,}", header.strip())
+    column = columns.index("Self CUDA")
     rows = []
     for line in lines:
         cells = re.split(r"\s{2,}", line.strip())
-        if len(cells) == len(re.split(r"\s{2,}", header.strip())) and cells[-1].isdigit():
+        if len(cells) == len(columns) and cells[-1].isdigit():
             value, unit = TIME.match(cells[column]).groups()
             rows.append((cells[0], float(value) * (1000 if unit == "ms" else 1)))
     return rows
