@@ -83,6 +83,7 @@ def stale(project) -> set[str]:
     return set(json.loads(status.stdout))
 
 
+@pytest.mark.long
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
     chain = ("check_params", "prepare", "pretrain", "qat", "sweep_bits", "prune", "finetune", "evaluate", "report")
@@ -128,9 +129,10 @@ def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     cache.mkdir(exist_ok=True)
     (cache / "s4d.cpython-311.pyc").write_bytes(b"stale bytecode")
     assert stale(project) == set()
-    forced = subprocess.run(["dvc", "repro", "-f", "pretrain"], cwd=project, capture_output=True, text=True,
+    forced = subprocess.run(["dvc", "repro", "-f", "-s", "pretrain"], cwd=project, capture_output=True, text=True,
                             env=venv_env())
     assert forced.returncode == 0 and "Running stage 'pretrain'" in forced.stdout, forced.stderr
+    assert forced.stdout.count("Running stage") == 1  # -s: the stage alone, not the stages before it
     assert stale(project) == set()  # retrained to the same weights: same bytes, nothing after it goes stale
 
     kept = {path: path.read_bytes() for path in sorted((project / "models").iterdir())
