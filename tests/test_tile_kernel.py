@@ -123,7 +123,7 @@ def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, b
         (y * probe.to(ON).view_as(y)).sum().backward()
         return y.detach().cpu(), x.grad.cpu(), {k: v.grad.cpu() for k, v in w.items()}
 
-    in_blocks = functools.partial(tile_kernel.scan, block=2)  # 3 blocks of sequences, the last one partial
+    in_blocks = functools.partial(tile_kernel.scan, block=4)  # 2 blocks of sequences per chip, the last partial
     (y_ref, gu_ref, gw_ref), (y, gu, gw) = gradients(read_layer), gradients(in_blocks)
     assert torch.allclose(y, y_ref, rtol=0, atol=1e-12)
     assert torch.allclose(gu, gu_ref, rtol=1e-9, atol=1e-12) and gu.abs().sum() > 0
