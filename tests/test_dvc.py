@@ -83,7 +83,6 @@ def stale(project) -> set[str]:
     return set(json.loads(status.stdout))
 
 
-@pytest.mark.long
 def test_repro_runs_the_chain_then_nothing_then_only_what_changed(project):
     first = repro(project)
     chain = ("check_params", "prepare", "pretrain", "qat", "sweep_bits", "prune", "finetune", "evaluate", "report")
