@@ -35,7 +35,10 @@ def test_toeplitz_conv_and_its_gradients_match_the_fft_convolution(batch, length
 def test_toeplitz_conv_passes_the_custom_op_checks_and_compiles_to_the_same_numbers():
     torch.manual_seed(1)
     u, k, g = (torch.randn(shape, device=ON) for shape in ((5, 2, 40), (2, 40), (5, 2, 40)))
-    torch.library.opcheck(toeplitz._conv, (u, k.requires_grad_(), False, "ieee"))  # fake shapes and strides, autograd
+    for transpose in (True, False):  # fake shapes and strides, autograd; with u's transposed copy or without it
+        torch.library.opcheck(toeplitz._conv, (u, k.requires_grad_(), False, "ieee", transpose))
+    y, transposed = toeplitz._conv(u, k, False, "ieee", True)
+    assert torch.equal(transposed, u.permute(1, 2, 0)) and torch.equal(y, toeplitz._conv(u, k, False, "ieee", False)[0])
     eager = convolution_and_grads(lambda a, b: toeplitz.toeplitz_conv(a, b, "ieee"), u, k, g)
     compiled = torch.compile(lambda a, b: toeplitz.toeplitz_conv(a, b, "ieee"), fullgraph=True)
     for a, b in zip(convolution_and_grads(compiled, u, k, g), eager):

@@ -10,6 +10,8 @@ block of inputs at or before it, (batch × T inputs) @ (T × T taps); the tap ti
 For the lag sums, the program of lag block d and output block t₀ forms
     P[τ, σ] = Σ_b g[b, h, t₀ + τ]·u[b, h, t₀ − dT + σ]     (a T × T tile whose entry has lag dT + τ − σ)
 and sums it along its diagonals; the partial sums are added over t₀ in a fixed order, so the result is deterministic.
+The lag sums read u and g laid out (H, L, B), batch contiguous; the forward and input-gradient products, which read
+every block of u and g anyway, write them in that layout as well, in place of a transposing copy of each.
 
 The work is L²/2 multiply-adds per row, against the FFT convolution's O(L log L), but it runs as matrix products on
 tensor cores and moves each (B, H, L) tensor through memory about once, where the FFT convolution writes and reads
@@ -55,10 +57,11 @@ def _tap_tiles(k_ptr, tile_ptr, L, REVERSE: tl.constexpr, STEPS: tl.constexpr):
 
 
 @triton.jit
-def _toeplitz(x_ptr, tile_ptr, y_ptr, B, H, L, REVERSE: tl.constexpr, PRECISION: tl.constexpr,
-              ROWS: tl.constexpr, STEPS: tl.constexpr):
+def _toeplitz(x_ptr, tile_ptr, y_ptr, xt_ptr, B, H, L, REVERSE: tl.constexpr, TRANSPOSE: tl.constexpr,
+              PRECISION: tl.constexpr, ROWS: tl.constexpr, STEPS: tl.constexpr):
     """y[b, h, o] = Σ_{i ≤ o} k[h, o − i]·x[b, h, i]; REVERSE: Σ_{i ≥ o} k[h, i − o]·x[b, h, i]; the taps as
-    `_tap_tiles` lays them out (read as (i, o) tiles with i contiguous, the layout tensor cores take).
+    `_tap_tiles` lays them out (read as (i, o) tiles with i contiguous, the layout tensor cores take). TRANSPOSE:
+    also xt[h, o, b] = x[b, h, o] over the program's block, so that the grid writes all of xt, (H, L, B).
     Grid: (H, output blocks, batch blocks)."""
     h, out_block, row_block = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     blocks = tl.cdiv(L, STEPS)
@@ -77,8 +80,11 @@ def _toeplitz(x_ptr, tile_ptr, y_ptr, B, H, L, REVERSE: tl.constexpr, PRECISION:
         x = tl.load(row_ptr + ins[None, :], mask=(rows[:, None] < B) & (ins[None, :] < L), other=0.0)
         apart = in_block - out_block if REVERSE else out_block - in_block
         acc += tl.dot(x, tl.load(tiles + apart * STEPS * STEPS), input_precision=PRECISION)
-    tl.store(y_ptr + rows[:, None] * (H * L) + h * L + outs[None, :], acc,
-             mask=(rows[:, None] < B) & (outs[None, :] < L))
+    inside = (rows[:, None] < B) & (outs[None, :] < L)
+    tl.store(y_ptr + rows[:, None] * (H * L) + h * L + outs[None, :], acc, mask=inside)
+    if TRANSPOSE:
+        x = tl.load(row_ptr + outs[None, :], mask=inside, other=0.0)
+        tl.store(xt_ptr + h * L * B + outs[None, :] * B + rows[:, None], x, mask=inside)
 
 
 @triton.jit
@@ -109,31 +115,35 @@ def _lag_sums(g_ptr, x_ptr, part_ptr, B, L, PRECISION: tl.constexpr, ROWS: tl.co
 
 
 @torch.library.custom_op("qs4d::toeplitz_conv", mutates_args=())
-def _conv(u: torch.Tensor, k: torch.Tensor, reverse: bool, precision: str) -> torch.Tensor:
+def _conv(u: torch.Tensor, k: torch.Tensor, reverse: bool, precision: str,
+          transpose: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, u laid out (H, L, B) if `transpose`, else an empty tensor)."""
     batch, channels, length = u.shape
     blocks = triton.cdiv(length, STEPS)
     tiles = k.new_empty(channels, blocks, STEPS, STEPS)
     _tap_tiles[(channels, blocks)](k, tiles, length, REVERSE=reverse, STEPS=STEPS)
     y = torch.empty_like(u)
-    _toeplitz[(channels, blocks, triton.cdiv(batch, ROWS))](u, tiles, y, batch, channels, length, REVERSE=reverse,
+    transposed = u.new_empty(channels, length, batch) if transpose else u.new_empty(0)
+    _toeplitz[(channels, blocks, triton.cdiv(batch, ROWS))](u, tiles, y, transposed if transpose else y, batch,
+                                                           channels, length, REVERSE=reverse, TRANSPOSE=transpose,
                                                            PRECISION=precision, ROWS=ROWS, STEPS=STEPS, num_warps=4)
-    return y
+    return y, transposed
 
 
 @_conv.register_fake
-def _(u, k, reverse, precision):
-    return torch.empty_like(u)
+def _(u, k, reverse, precision, transpose):
+    batch, channels, length = u.shape
+    return torch.empty_like(u), u.new_empty((channels, length, batch) if transpose else (0,))
 
 
 @torch.library.custom_op("qs4d::toeplitz_lag_sums", mutates_args=())
 def _lags(g: torch.Tensor, u: torch.Tensor, precision: str) -> torch.Tensor:
-    """∂/∂k[h, j] = Σ_b Σ_t g[b, h, t]·u[b, h, t − j], shape (H, L)."""
-    batch, channels, length = u.shape
+    """∂/∂k[h, j] = Σ_b Σ_t g[h, t, b]·u[h, t − j, b] of g and u laid out (H, L, B), shape (H, L)."""
+    channels, length, batch = u.shape
     blocks = triton.cdiv(length, LAG_STEPS)
     part = u.new_zeros(channels, blocks, blocks, 2, LAG_STEPS)
-    _lag_sums[(channels, blocks, blocks)](g.permute(1, 2, 0).contiguous(), u.permute(1, 2, 0).contiguous(), part,
-                                          batch, length, PRECISION=precision, ROWS=LAG_ROWS, STEPS=LAG_STEPS,
-                                          num_warps=4)
+    _lag_sums[(channels, blocks, blocks)](g, u, part, batch, length, PRECISION=precision, ROWS=LAG_ROWS,
+                                          STEPS=LAG_STEPS, num_warps=4)
     sums = part.sum(2)  # (H, lag blocks, lower | upper, T)
     grad = sums[:, :, 0].clone()
     grad[:, :-1] += sums[:, 1:, 1]  # lag block d + 1's upper sums are block d's lags
@@ -142,23 +152,35 @@ def _lags(g: torch.Tensor, u: torch.Tensor, precision: str) -> torch.Tensor:
 
 @_lags.register_fake
 def _(g, u, precision):
-    return u.new_empty(u.shape[1:])
+    return u.new_empty(u.shape[:2])
+
+
+def _transposed(x: torch.Tensor) -> torch.Tensor:
+    """x (B, H, L) laid out (H, L, B)."""
+    return x.permute(1, 2, 0).contiguous()
 
 
 def _setup(ctx, inputs, output):
-    u, k, reverse, precision = inputs
-    ctx.save_for_backward(u, k)
-    ctx.reverse, ctx.precision = reverse, precision
+    u, k, reverse, precision, transpose = inputs
+    ctx.save_for_backward(output[1] if transpose else u, k)
+    ctx.reverse, ctx.precision, ctx.transposed = reverse, precision, transpose
 
 
-def _backward(ctx, g):
-    u, k = ctx.saved_tensors
+def _backward(ctx, g, g_transposed):
+    saved, k = ctx.saved_tensors
+    need_u, need_k = ctx.needs_input_grad[:2]
     g = g.contiguous()
-    grad_u = _conv(g, k, not ctx.reverse, ctx.precision) if ctx.needs_input_grad[0] else None
-    grad_k = None
-    if ctx.needs_input_grad[1]:
-        grad_k = _lags(u, g, ctx.precision) if ctx.reverse else _lags(g, u, ctx.precision)
-    return grad_u, grad_k, None, None
+    grad_u = grad_k = None
+    if need_u:
+        grad_u, g_t = _conv(g, k, not ctx.reverse, ctx.precision, need_k)
+        if g_transposed is not None:  # the transposed copy's own gradient, were it used
+            grad_u = grad_u + g_transposed.permute(2, 0, 1)
+    elif need_k:
+        g_t = _transposed(g)
+    if need_k:
+        u_t = saved if ctx.transposed else _transposed(saved)
+        grad_k = _lags(u_t, g_t, ctx.precision) if ctx.reverse else _lags(g_t, u_t, ctx.precision)
+    return grad_u, grad_k, None, None, None
 
 
 _conv.register_autograd(_backward, setup_context=_setup)
@@ -167,4 +189,4 @@ _conv.register_autograd(_backward, setup_context=_setup)
 def toeplitz_conv(u: torch.Tensor, k: torch.Tensor, precision: str = "tf32") -> torch.Tensor:
     """y[..., t] = Σ_{s ≤ t} k[..., t − s]·u[..., s] for u (B, H, L) and k (H, L), float32; tensor-core products at
     `precision` (Triton's: "tf32", or "ieee" for float32 arithmetic)."""
-    return _conv(u.contiguous(), k.contiguous(), False, precision)
+    return _conv(u.contiguous(), k.contiguous(), False, precision, k.requires_grad and torch.is_grad_enabled())[0]
