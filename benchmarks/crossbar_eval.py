@@ -40,7 +40,7 @@ def cached(keep: Path, work: Path, name: str, made_with: dict, make):
         _, chain[name] = make(work / name)
         keep_checkpoint(work / name, keep, name)
         record.write_text(json.dumps(chain, indent=1))
-    return ClassifierModule.load_from_checkpoint(path, map_location="cpu"), chain[name]
+    return ClassifierModule.load(path), chain[name]
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def main() -> None:
     config = load_preset(args.preset, 1, overrides=args.set)
     settings, on = config.evaluate, "cuda" if torch.cuda.is_available() else "cpu"
     device = settings.device(args.device)
-    module = ClassifierModule.load_from_checkpoint(args.checkpoint, map_location="cpu")
+    module = ClassifierModule.load(args.checkpoint)
     model = module.model.to(on).eval()
     x, y = load_split(args.data, "test").tensors
     x, y = x[:args.test_samples or settings.test_samples], y[:args.test_samples or settings.test_samples]

@@ -57,7 +57,7 @@ def main() -> None:
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(work / "float" / "best.ckpt", float_ckpt)
         print(f"float: test/acc {metrics['test/acc']:.4f}", flush=True)
-    float_module = ClassifierModule.load_from_checkpoint(float_ckpt, map_location="cpu")
+    float_module = ClassifierModule.load(float_ckpt)
     searched = time.perf_counter()
     result = search(float_module, config, work / "prepared", work / "search")
     result |= {"settings": settings.model_dump(), "device": device_name(),

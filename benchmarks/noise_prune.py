@@ -56,7 +56,7 @@ def main() -> None:
     sigmas = [float(s) for s in args.sigmas.split(",")]
     report = Report(args.out, preset=args.preset, args=vars(args))
 
-    models = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
+    models = {name: ClassifierModule.load(path)
               for name, path in (("float", args.float), ("qat", args.qat))}
     with prepared_data(config) as tmp:
         prepared = tmp / "prepared"

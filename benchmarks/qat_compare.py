@@ -41,7 +41,7 @@ def main() -> None:
     results = {"preset": args.preset, "device": device_name(), "torch": torch.__version__, "runs": []}
     with prepared_data(config) as tmp:
         if args.float:
-            float_module = ClassifierModule.load_from_checkpoint(args.float, map_location="cpu")
+            float_module = ClassifierModule.load(args.float)
             float_metrics = {"checkpoint": str(args.float), **evaluate(float_module, config, tmp / "prepared")}
         else:
             float_module, float_metrics = fit_classifier(config, tmp / "prepared", tmp / "pretrain")

@@ -151,7 +151,7 @@ class Study:
         return json.loads((self.folder / f"{name}.json").read_text())
 
     def model(self, name: str) -> ClassifierModule:
-        return ClassifierModule.load_from_checkpoint(self.folder / f"{name}.ckpt", map_location="cpu")
+        return ClassifierModule.load(self.folder / f"{name}.ckpt")
 
     def keep(self, run: Path, name: str) -> None:
         """The run's best weights and hyperparameters as <name>.ckpt (no optimizer state: a tenth of the bytes to

@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("simulator_speed.json"))
     args = parser.parse_args()
 
-    module = ClassifierModule.load_from_checkpoint(args.checkpoint, map_location="cuda")
+    module = ClassifierModule.load(args.checkpoint).cuda()
     model = module.model.eval()
     settings, device = EvaluateConfig(), PRESETS["rram"]
     x = torch.randn(args.batch, args.seq_len, module.hparams.d_in, device="cuda")

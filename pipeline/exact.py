@@ -83,8 +83,8 @@ def outputs(folder: Path = FOLDER) -> dict[str, float]:
     (x_cal, _), (x_val, y_val), (x_test, y_test) = data["train"], data["validation"], data["test"]
     x_val, y_val = x_val[:SEARCH_SAMPLES], y_val[:SEARCH_SAMPLES]
     calibration = list(x_cal.split(64))
-    float_module = ClassifierModule.load_from_checkpoint(folder / "float.ckpt", map_location="cpu")
-    qat_module = ClassifierModule.load_from_checkpoint(folder / "qat.ckpt", map_location="cpu")
+    float_module = ClassifierModule.load(folder / "float.ckpt")
+    qat_module = ClassifierModule.load(folder / "qat.ckpt")
     h = qat_module.hparams
     out = _prefixed("float", scores(float_module.model, x_test, y_test, "conv"))
     ptq = float_module.rebuilt(quant=qat_module.quantization)

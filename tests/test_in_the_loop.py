@@ -163,7 +163,12 @@ def test_qat_target_chip_trains_on_the_tiles_and_evaluates_on_its_own_ranges(tin
     float_module = build_module(config, read_meta(tmp_path / "prepared"), config.pretrain)
     trained, metrics = compare(float_module, config, tmp_path / "prepared", tmp_path / "qat")
     assert trained.eval_mode == trained.train_mode == "chip" and "ptq/test/acc" in metrics
-    reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")
+    reloaded = ClassifierModule.load(tmp_path / "qat" / "best.ckpt")
+    by_lightning = ClassifierModule.load_from_checkpoint(tmp_path / "qat" / "best.ckpt")  # the same module
+    assert reloaded.hparams == by_lightning.hparams and reloaded.training == by_lightning.training
+    expected = by_lightning.state_dict()
+    assert reloaded.state_dict().keys() == expected.keys()
+    assert all(torch.equal(v, expected[k]) for k, v in reloaded.state_dict().items())
     assert reloaded.chip.device["read_noise"] == PRESETS["rram"].read_noise and reloaded.chip.dac_bits == 6
     layers = [b.ssm.chip for b in reloaded.model.blocks]
     assert all(layer.calibrated for layer in layers)
@@ -189,7 +194,7 @@ def test_finetune_target_chip_moves_a_paper_model_onto_the_tiles(tiny, tmp_path)
     assert tuned.eval_mode == tuned.train_mode == "chip" and tuned.quantization.target == "deploy"
     assert tuned.quantization.bits == paper.quantization.bits and tuned.chip.dac_bits == 6
     assert tuned.chip.device["read_noise"] == PRESETS["rram"].read_noise and not noise_modules(tuned.model)
-    reloaded = ClassifierModule.load_from_checkpoint(tmp_path / "finetune" / "best.ckpt")
+    reloaded = ClassifierModule.load(tmp_path / "finetune" / "best.ckpt")
     x, y = load_split(tmp_path / "prepared", "test").tensors
     x, y = x[:100], y[:100]
     curves, _ = crossbar_accuracy(reloaded, x, y, [x[:8]], config.evaluate)

@@ -54,7 +54,7 @@ def test_masks_compose_with_quantization_and_noise_and_survive_save_and_load(tmp
     assert len(torch.unique(torch.view_as_real(C.detach())[..., 0])) <= 2 ** 3 + 1  # still on the 3-bit grid
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": lightning.__version__}, tmp_path / "m.ckpt")
-    loaded = ClassifierModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    loaded = ClassifierModule.load(tmp_path / "m.ckpt")
     assert (loaded.quantization, loaded.weight_noise) == (module.quantization, module.weight_noise)
     assert loaded.bits == {"all": 3} and loaded.hparams.pruned
     assert torch.equal(attach_masks(loaded.model)[0].mode.keep, layers[0].mode.keep)

@@ -142,7 +142,7 @@ def run(config: Config, data: Path, model: Path, programs_dir: Path, metrics: Pa
     on = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
     with tracking.stage_run(config, "evaluate") as tracked:
         shutil.rmtree(programs_dir, ignore_errors=True)
-        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        module = ClassifierModule.load(model)
         x, y = load_split(data, "test").tensors
         x, y = x[:settings.test_samples], y[:settings.test_samples]
         calibration = range_batches(load_split(data, "train").tensors[0], config.train.batch_size)

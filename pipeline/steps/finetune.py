@@ -78,10 +78,10 @@ def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: P
     (`evaluate.test_samples`) → a metrics file and a plot."""
     settings = config.finetune
     with tracking.stage_run(config, "finetune") as tracked:
-        pruned = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        pruned = ClassifierModule.load(model)
         tuned, values = finetune(pruned, config, data, WORKDIR, logger=tracked.lightning_logger())
         x, y = (t[:config.evaluate.test_samples] for t in load_split(data, "test").tensors)  # the chips' samples
-        models = {name: ClassifierModule.load_from_checkpoint(p, map_location="cpu")
+        models = {name: ClassifierModule.load(p)
                   for name, p in {"float": float_model, "qat": qat_model}.items()}
         curves = {curve_name(name, protocol): robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed,
                                                          protocol)

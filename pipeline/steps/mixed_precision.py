@@ -126,7 +126,7 @@ def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path
             with tracked.child(name, params) as candidate:
                 candidate.log_metrics(values)
 
-        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        float_module = ClassifierModule.load(float_model)
         result = search(float_module, config, data, WORKDIR, log_candidate)
         shutil.rmtree(WORKDIR, ignore_errors=True)
         final = result["final"]

@@ -56,7 +56,7 @@ def prune_and_recover(module: ClassifierModule, config: Config, data_dir: str | 
 def run(config: Config, data: Path, model: Path, out: Path, metrics: Path) -> None:
     """The `prune` stage: prune the QAT model on a held-out split, recover → its checkpoint and metrics."""
     with tracking.stage_run(config, "prune") as tracked:
-        module = ClassifierModule.load_from_checkpoint(model, map_location="cpu")
+        module = ClassifierModule.load(model)
         pruned, values = prune_and_recover(module, config, data, WORKDIR, logger=tracked.lightning_logger())
         stage.publish(tracked, pruned, values, data, WORKDIR, out, metrics)
         print(f"prune ({config.prune.criterion}): structured {values['pruned/structured_frac']:.1%}, unstructured "

@@ -22,7 +22,7 @@ def run(config: Config, data: Path, float_model: Path, qat_model: Path, metrics:
     models = {"float": float_model, "qat": qat_model}
     with tracking.stage_run(config, "prune_compare") as tracked:
         for name, path in models.items():
-            module = pruned_copy(ClassifierModule.load_from_checkpoint(path, map_location="cpu"))
+            module = pruned_copy(ClassifierModule.load(path))
             search = prune(module.model, x_val, y_val, module.eval_mode, settings.criterion_tolerance(),
                            ("structured",), settings.criterion, settings.search, settings.chunks)
             total = sum(m.mode.keep.numel() for m in search["layers"])

@@ -89,7 +89,7 @@ def run(config: Config, data: Path, float_model: Path, out: Path, metrics: Path)
     """The `qat` stage: PTQ baseline, then quantization-aware training from the float model → its checkpoint,
     metrics."""
     with tracking.stage_run(config, "qat") as tracked:
-        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        float_module = ClassifierModule.load(float_model)
         trained, values = compare(float_module, config, data, WORKDIR, logger=tracked.lightning_logger())
         stage.publish(tracked, trained, values, data, WORKDIR, out, metrics)
         q = config.qat

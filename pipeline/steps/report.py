@@ -28,7 +28,7 @@ from pipeline.training import ClassifierModule
 def energies(config: Config, data: Path, checkpoints: dict[str, Path]) -> dict[str, float]:
     """pJ per inference of each model on the first device's chip; PTQ = the float weights at the QAT bits."""
     settings, x = config.evaluate, load_split(data, "train").tensors[0]
-    modules = {name: ClassifierModule.load_from_checkpoint(path, map_location="cpu")
+    modules = {name: ClassifierModule.load(path)
                for name, path in checkpoints.items()}
     modules["PTQ"] = quantized_copy(modules["float"], config.qat)
     ranges = range_batches(x, config.train.batch_size)

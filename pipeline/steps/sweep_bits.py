@@ -39,7 +39,7 @@ def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | P
 def run(config: Config, data: Path, float_model: Path, metrics: Path, plot: Path) -> None:
     """The `sweep_bits` stage: PTQ and QAT test accuracy per component and bit width → a metrics file and a plot."""
     with tracking.stage_run(config, "sweep_bits") as tracked:
-        float_module = ClassifierModule.load_from_checkpoint(float_model, map_location="cpu")
+        float_module = ClassifierModule.load(float_model)
         results = sweep_bits(float_module, config, data, WORKDIR, log=tracked.log_metrics)
         shutil.rmtree(WORKDIR, ignore_errors=True)
         tracked.log_artifact(stage.write_metrics(metrics, results))

@@ -138,7 +138,7 @@ def fit(module: ClassifierModule, config: Config, schedule: Schedule, data_dir: 
         "train/epochs": epochs_done(Path(workdir) / "last.ckpt"),
         "train/samples_per_s": rate,
     }
-    return ClassifierModule.load_from_checkpoint(best, map_location="cpu"), metrics
+    return ClassifierModule.load(best), metrics
 
 
 def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, logger: Logger | None = None,
