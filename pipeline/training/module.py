@@ -87,7 +87,7 @@ class ClassifierModule(L.LightningModule):
     def load(cls, path: str | Path) -> ClassifierModule:
         """The module a checkpoint at `path` holds, on the CPU: built from its hyperparameters, its weights loaded
         strictly; what Lightning's `load_from_checkpoint` gives, without the walk over the call stack
-        (`inspect.stack()`, which reads every frame's source: about 0.1 s a call) that it makes first."""
+        (`inspect.stack()`, which reads every frame's source file) that it makes first."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         module = cls(**checkpoint["hyper_parameters"])
         module.load_state_dict(checkpoint["state_dict"])
