@@ -45,6 +45,23 @@ def test_toeplitz_conv_passes_the_custom_op_checks_and_compiles_to_the_same_numb
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("transpose", [True, False])
+@pytest.mark.parametrize("wanted", ["u", "k", "both"])
+def test_gradients_of_either_input_alone_with_or_without_the_transposed_copy(transpose, wanted):
+    """The op's backward pass when only u or only k needs a gradient (a frozen kernel, a fixed input), whether the
+    forward pass wrote u's (H, L, B) copy or not; the copy itself is no result: it carries no gradient."""
+    torch.manual_seed(3)
+    u, k = torch.randn(3, 2, 20, device=ON), torch.randn(2, 20, device=ON)
+    leaves = [x.requires_grad_() for name, x in (("u", u), ("k", k)) if wanted in (name, "both")]
+    y, copy = toeplitz._conv(u, k, False, "ieee", transpose)
+    assert not copy.requires_grad
+    g = torch.randn_like(y)
+    doubles = [x.detach().double().requires_grad_(x.requires_grad) for x in (u, k)]
+    expected = torch.autograd.grad(fft_conv(*doubles), [x for x in doubles if x.requires_grad], g.double())
+    for got, want in zip(torch.autograd.grad(y, leaves, g), expected, strict=True):
+        assert relative_error(got, want) <= 1e-6
+
+
 def test_toeplitz_kernels_run_on_cuda_float32_under_tf32_only(monkeypatch):
     monkeypatch.setattr(dispatch, "toeplitz_conv", toeplitz)  # as loaded where there is a CUDA device
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")

@@ -164,17 +164,19 @@ def _setup(ctx, inputs, output):
     u, k, reverse, precision, transpose = inputs
     ctx.save_for_backward(output[1] if transpose else u, k)
     ctx.reverse, ctx.precision, ctx.transposed = reverse, precision, transpose
+    ctx.mark_non_differentiable(output[1])  # u's copy for the backward pass, not a result
+    ctx.set_materialize_grads(False)  # no zeros for the copy's gradient (a whole (H, L, B) tensor)
 
 
-def _backward(ctx, g, g_transposed):
+def _backward(ctx, g, _):
     saved, k = ctx.saved_tensors
     need_u, need_k = ctx.needs_input_grad[:2]
+    if g is None:  # y not used
+        return None, None, None, None, None
     g = g.contiguous()
     grad_u = grad_k = None
     if need_u:
         grad_u, g_t = _conv(g, k, not ctx.reverse, ctx.precision, need_k)
-        if g_transposed is not None:  # the transposed copy's own gradient, were it used
-            grad_u = grad_u + g_transposed.permute(2, 0, 1)
     elif need_k:
         g_t = _transposed(g)
     if need_k:
