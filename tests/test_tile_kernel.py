@@ -58,7 +58,7 @@ def test_tiles_with_fewer_modes_run_narrower_and_step_like_the_loop(read_noise, 
     slots, _ = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), layer.read_std, layer.row_scale,
                                 layer.col_scale, 8, 8)
     assert slots.shape[2:4] == (2, 4) and tile_kernel.slot_widths(slots) == [4, 2]
-    u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)
+    u = torch.randn(2 * 5, 4, 8, dtype=torch.float64)
     if read_noise == 0:
         assert torch.allclose(run_kernel(layer, u), layer(u), rtol=0, atol=1e-12)
     else:  # the narrow tile's slots draw their noise from the same streams as if it ran 4 slots wide
@@ -75,13 +75,13 @@ def test_widths_of_the_calibrated_slots_are_those_the_weights_show_and_wider_cha
     layer = chip_layer(read_noise=0.0, rows=10, cols=18)
     slots, _ = tile_kernel.pack(layer._slots("w"), layer._slots("cells"), None, layer.row_scale, layer.col_scale, 8, 8)
     assert live_widths(program.modes >= 0) == tile_kernel.slot_widths(slots) == [4, 2]
-    u = torch.randn(2 * 5, 4, 15, dtype=torch.float64)
+    u = torch.randn(2 * 5, 4, 8, dtype=torch.float64)
     assert torch.equal(run_kernel(layer, u, widths=[4, 4]), run_kernel(layer, u))
 
 
 def test_kernel_read_noise_has_the_loops_spread_and_follows_the_seed():
     layer, quiet = chip_layer(read_noise=0.05, dac=None, adc=None), chip_layer(0.0, dac=None, adc=None)
-    u = torch.randn(128, 4, 15, dtype=torch.float64)
+    u = torch.randn(128, 4, 8, dtype=torch.float64)
     clean = quiet(u)
     torch.manual_seed(3)
     noisy = run_kernel(layer, u, block=64)
@@ -111,12 +111,12 @@ def test_kernel_gradients_equal_autograd_through_the_loop(mapping, rows, cols, b
     if bits:
         layer.col_scale /= 3  # ADCs that clip a share of the currents …
         layer.row_scale /= 6  # … and DACs a share of the states
-    u = torch.randn(2 * 5, 4, 9, dtype=torch.float64)
-    probe = torch.randn(2 * 5, 4, 9, dtype=torch.float64)
+    u = torch.randn(2 * 5, 4, 5, dtype=torch.float64)
+    probe = torch.randn(2 * 5, 4, 5, dtype=torch.float64)
 
     def gradients(read):
         w = {k: v.detach().clone().to(ON).requires_grad_() for k, v in layer._slots("w").items()}
-        x = u.to(ON).view(2, 5, 4, 9).requires_grad_()
+        x = u.to(ON).view(2, 5, 4, 5).requires_grad_()
         on = copy.deepcopy(layer).to(ON)
         jacobian = (on.w_block * 0.9).flip(-1) if through else None
         y = read(x, w, on._slots("cells"), None, on.row_scale, on.col_scale, bits, bits, layer.residual, jacobian)
