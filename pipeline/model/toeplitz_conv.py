@@ -123,10 +123,13 @@ def _conv(u: torch.Tensor, k: torch.Tensor, reverse: bool, precision: str,
     tiles = k.new_empty(channels, blocks, STEPS, STEPS)
     _tap_tiles[(channels, blocks)](k, tiles, length, REVERSE=reverse, STEPS=STEPS)
     y = torch.empty_like(u)
-    transposed = u.new_empty(channels, length, batch) if transpose else u.new_empty(0)
-    _toeplitz[(channels, blocks, triton.cdiv(batch, ROWS))](u, tiles, y, transposed if transpose else y, batch,
-                                                           channels, length, REVERSE=reverse, TRANSPOSE=transpose,
-                                                           PRECISION=precision, ROWS=ROWS, STEPS=STEPS, num_warps=4)
+    if transpose:
+        transposed = target = u.new_empty(channels, length, batch)
+    else:  # the kernel writes no copy: any valid pointer will do
+        transposed, target = u.new_empty(0), y
+    _toeplitz[(channels, blocks, triton.cdiv(batch, ROWS))](u, tiles, y, target, batch, channels, length,
+                                                           REVERSE=reverse, TRANSPOSE=transpose, PRECISION=precision,
+                                                           ROWS=ROWS, STEPS=STEPS, num_warps=4)
     return y, transposed
 
 
