@@ -62,7 +62,8 @@ def main() -> None:
     if args.profile:
         with torch.profiler.profile() as profiler:
             train_step()
-        args.profile.write_text(profiler.key_averages().table(sort_by="self_device_time_total", row_limit=20))
+        order = "self_device_time_total" if on == "cuda" else "self_cpu_time_total"
+        args.profile.write_text(profiler.key_averages().table(sort_by=order, row_limit=20))
     median = sorted(seconds)[len(seconds) // 2]
     result = {"preset": args.preset, "model": config.model.model_dump(), "length": args.length, "batch_size": batch,
               "chip": in_the_loop(config, config.qat).stored(), "device": device_name(), "torch": torch.__version__,
