@@ -154,6 +154,23 @@ def test_compiled_fft_conv_writes_its_spectral_products_in_real_arithmetic_with_
         assert relative_error(got, want) <= 1e-12
 
 
+@pytest.mark.parametrize("mixing", ["glu", "relu"])
+def test_compiled_block_recomputes_the_mixing_bias_and_activation_with_the_eager_gradients(mixing):
+    from pipeline.model.classifier import Block
+
+    torch.manual_seed(3)
+    block = Block(8, 4, 0.0, mixing, False, True, "lin", 1e-3, 1e-1).double().train()
+    x = torch.randn(3, 8, 21, dtype=torch.float64)
+    g = torch.randn(3, 8, 21, dtype=torch.float64)
+    params = [p for p in block.parameters()]
+    y = block(x)
+    expected = (y, *torch.autograd.grad(y, params, g))
+    torch._dynamo.reset()
+    y = torch.compile(block, fullgraph=True)(x)  # compiled: the checkpointed branch of Block.mixing
+    for got, want in zip((y, *torch.autograd.grad(y, params, g)), expected):
+        assert relative_error(got, want) <= 1e-12
+
+
 def test_tap_transforms_apply_in_one_order_whatever_the_order_they_were_attached_in():
     from pipeline.analog.noise import Noise
     from pipeline.model.taps import Taps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from pipeline.model.s4d import S4D
 from pipeline.model.taps import Taps
@@ -36,10 +37,22 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         z = self.norm(x) if self.prenorm else x
         z = self.taps("act_out", self.dropout(self.ssm(self.taps("act_in", z), mode)))
-        z = self.taps("act_mix", self.activation(F.conv1d(z, self.taps("mix", self.mix.weight), self.mix.bias)))
+        z = self.taps("act_mix", self.mixing(z))
         if self.residual:
             z = z + x
         return z if self.prenorm else self.norm(z)
+
+    def mixing(self, z: torch.Tensor) -> torch.Tensor:
+        """activation(W·z + b). Compiled, the bias and the activation are recomputed in the backward pass
+        (a checkpoint) instead of stored: the compiler then adds the bias inside the activation's kernels, forward
+        and backward, and never writes the biased product (B, 2H, L). Eager, one convolution with its bias."""
+        weight = self.taps("mix", self.mix.weight)
+        if not torch.compiler.is_compiling():
+            return self.activation(F.conv1d(z, weight, self.mix.bias))
+        return checkpoint(self._biased_activation, F.conv1d(z, weight), self.mix.bias, use_reentrant=False)
+
+    def _biased_activation(self, product: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.activation(product + bias[:, None])
 
 
 class S4DClassifier(nn.Module):
