@@ -155,14 +155,14 @@ def test_compiled_fft_conv_writes_its_spectral_products_in_real_arithmetic_with_
 
 
 @pytest.mark.parametrize("mixing", ["glu", "relu"])
-def test_compiled_block_recomputes_the_mixing_bias_and_activation_with_the_eager_gradients(mixing):
+def test_compiled_block_with_its_mixing_checkpoint_gives_the_eager_output_and_gradients(mixing):
     from pipeline.model.classifier import Block
 
     torch.manual_seed(3)
     block = Block(8, 4, 0.0, mixing, False, True, "lin", 1e-3, 1e-1).double().train()
     x = torch.randn(3, 8, 21, dtype=torch.float64)
     g = torch.randn(3, 8, 21, dtype=torch.float64)
-    params = [p for p in block.parameters()]
+    params = list(block.parameters())
     y = block(x)
     expected = (y, *torch.autograd.grad(y, params, g))
     torch._dynamo.reset()
