@@ -56,8 +56,7 @@ def main() -> None:
     sigmas = [float(s) for s in args.sigmas.split(",")]
     report = Report(args.out, preset=args.preset, args=vars(args))
 
-    models = {name: ClassifierModule.load(path)
-              for name, path in (("float", args.float), ("qat", args.qat))}
+    models = {name: ClassifierModule.load(path) for name, path in (("float", args.float), ("qat", args.qat))}
     with prepared_data(config) as tmp:
         prepared = tmp / "prepared"
         x_val, y_val = load_split(prepared, "validation").tensors

@@ -81,8 +81,7 @@ def run(config: Config, data: Path, model: Path, float_model: Path, qat_model: P
         pruned = ClassifierModule.load(model)
         tuned, values = finetune(pruned, config, data, WORKDIR, logger=tracked.lightning_logger())
         x, y = (t[:config.evaluate.test_samples] for t in load_split(data, "test").tensors)  # the chips' samples
-        models = {name: ClassifierModule.load(p)
-                  for name, p in {"float": float_model, "qat": qat_model}.items()}
+        models = {name: ClassifierModule.load(p) for name, p in {"float": float_model, "qat": qat_model}.items()}
         curves = {curve_name(name, protocol): robustness(m, x, y, settings.eval_sigmas, settings.draws, config.seed,
                                                          protocol)
                   for protocol in settings.eval_protocols for name, m in {**models, "finetuned": tuned}.items()}

@@ -28,8 +28,7 @@ from pipeline.training import ClassifierModule
 def energies(config: Config, data: Path, checkpoints: dict[str, Path]) -> dict[str, float]:
     """pJ per inference of each model on the first device's chip; PTQ = the float weights at the QAT bits."""
     settings, x = config.evaluate, load_split(data, "train").tensors[0]
-    modules = {name: ClassifierModule.load(path)
-               for name, path in checkpoints.items()}
+    modules = {name: ClassifierModule.load(path) for name, path in checkpoints.items()}
     modules["PTQ"] = quantized_copy(modules["float"], config.qat)
     ranges = range_batches(x, config.train.batch_size)
     calibrate(modules["PTQ"].model, ranges, modules["PTQ"].eval_mode)
