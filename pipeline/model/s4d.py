@@ -21,7 +21,20 @@ from torch import nn
 from pipeline.model.causal_conv import causal_conv
 from pipeline.model.taps import Taps
 
+# The one-pass kernel generation runs on CUDA devices only, so it is loaded only where there is one (causal_conv.py).
+vandermonde = None
+if torch.cuda.is_available():
+    try:
+        from pipeline.model import vandermonde
+    except ImportError:
+        pass
+
 Mode = str  # "conv" | "recurrent" | "chip"
+
+
+def runs_in_one_pass(p: torch.Tensor) -> bool:
+    """Triton installed and log Ā's real part p on a CUDA device in float32 (vandermonde.py)."""
+    return vandermonde is not None and p.is_cuda and p.dtype == torch.float32
 
 
 def _nonzero(z: torch.Tensor) -> torch.Tensor:
@@ -92,7 +105,7 @@ class S4D(nn.Module):
     def kernel(self, length: int) -> torch.Tensor:
         """K[h, l] = 2·Re Σₙ Cₙ B̄ₙ Āₙˡ = 2 Σₙ e^{l·pₙ}·(Re(CB̄)ₙ·cos(l·qₙ) − Im(CB̄)ₙ·sin(l·qₙ)) with log Ā = p + i·q,
         shape (H, L), through tap `kernel`; in real arithmetic throughout, which torch.compile fuses into a few
-        kernels (forward and backward).
+        kernels (forward and backward), or in one Triton pass each way where `runs_in_one_pass` allows.
 
         log Ā = ΔA, unless a tap changes Ā, B̄ or C: the kernel is then that of the values as stored (`discrete`),
         with log Ā from Ā and |Ā| capped at 1: a tap (weight noise) that pushes a slow mode outside the unit circle
@@ -107,6 +120,8 @@ class S4D(nn.Module):
             (p, q), _, (b_re, b_im) = self._zoh()
             c_re, c_im = self._output_parts()
             w_re, w_im = c_re * b_re - c_im * b_im, c_re * b_im + c_im * b_re
+        if runs_in_one_pass(p):
+            return self.taps("kernel", vandermonde.vandermonde(p, q, w_re, w_im, length))
         steps = torch.arange(length, device=p.device, dtype=p.dtype)
         decay, angle = p.unsqueeze(-1) * steps, q.unsqueeze(-1) * steps  # (H, N/2, L)
         terms = torch.exp(decay) * (w_re.unsqueeze(-1) * torch.cos(angle) - w_im.unsqueeze(-1) * torch.sin(angle))
