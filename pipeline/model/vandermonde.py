@@ -19,18 +19,19 @@ MODES = 8  # modes per block
 
 
 @triton.jit
-def _powers(p_ptr, q_ptr, re_ptr, im_ptr, h, modes, steps, N):
-    """e^{l·p}·cos(l·q), e^{l·p}·sin(l·q) (MODES, STEPS), and Re w, Im w (MODES,) of the modes `modes` of channel h;
-    the modes past N contribute zero."""
-    inside = modes < N
-    p = tl.load(p_ptr + h * N + modes, mask=inside, other=0.0)
-    q = tl.load(q_ptr + h * N + modes, mask=inside, other=0.0)
-    w_re = tl.load(re_ptr + h * N + modes, mask=inside, other=0.0)
-    w_im = tl.load(im_ptr + h * N + modes, mask=inside, other=0.0)
-    at = steps.to(tl.float32)[None, :]
-    decay = tl.exp(p[:, None] * at)
-    angle = q[:, None] * at
-    return decay * tl.cos(angle), decay * tl.sin(angle), w_re, w_im
+def _modes(p_ptr, q_ptr, re_ptr, im_ptr, h, modes, N):
+    """p, q, Re w, Im w (MODES,) of the modes `modes` of channel h; zero past N, so those modes contribute zero."""
+    inside, at = modes < N, h * N + modes
+    return (tl.load(p_ptr + at, mask=inside, other=0.0), tl.load(q_ptr + at, mask=inside, other=0.0),
+            tl.load(re_ptr + at, mask=inside, other=0.0), tl.load(im_ptr + at, mask=inside, other=0.0))
+
+
+@triton.jit
+def _powers(p, q, steps):
+    """e^{l·p}·cos(l·q), e^{l·p}·sin(l·q) of shape (MODES, STEPS) for the steps l in `steps` (float32, (1, STEPS))."""
+    decay = tl.exp(p[:, None] * steps)
+    angle = q[:, None] * steps
+    return decay * tl.cos(angle), decay * tl.sin(angle)
 
 
 @triton.jit
@@ -40,8 +41,8 @@ def _forward(p_ptr, q_ptr, re_ptr, im_ptr, k_ptr, N, L, MODES: tl.constexpr, STE
     steps = tl.program_id(1) * STEPS + tl.arange(0, STEPS)
     acc = tl.zeros((STEPS,), dtype=tl.float32)
     for first in range(0, N, MODES):
-        modes = first + tl.arange(0, MODES)
-        cos, sin, w_re, w_im = _powers(p_ptr, q_ptr, re_ptr, im_ptr, h, modes, steps, N)
+        p, q, w_re, w_im = _modes(p_ptr, q_ptr, re_ptr, im_ptr, h, first + tl.arange(0, MODES), N)
+        cos, sin = _powers(p, q, steps.to(tl.float32)[None, :])
         acc += tl.sum(w_re[:, None] * cos - w_im[:, None] * sin, axis=0)
     tl.store(k_ptr + h * L + steps, 2 * acc, mask=steps < L)
 
@@ -52,6 +53,7 @@ def _backward(p_ptr, q_ptr, re_ptr, im_ptr, g_ptr, dp_ptr, dq_ptr, dre_ptr, dim_
     """The four gradients for one channel and block of modes, summed over all steps. Grid: (H, mode blocks)."""
     h = tl.program_id(0)
     modes = tl.program_id(1) * MODES + tl.arange(0, MODES)
+    p, q, w_re, w_im = _modes(p_ptr, q_ptr, re_ptr, im_ptr, h, modes, N)
     d_p = tl.zeros((MODES,), dtype=tl.float32)
     d_q = tl.zeros((MODES,), dtype=tl.float32)
     d_re = tl.zeros((MODES,), dtype=tl.float32)
@@ -59,18 +61,18 @@ def _backward(p_ptr, q_ptr, re_ptr, im_ptr, g_ptr, dp_ptr, dq_ptr, dre_ptr, dim_
     for first in range(0, L, STEPS):
         steps = first + tl.arange(0, STEPS)
         g = 2 * tl.load(g_ptr + h * L + steps, mask=steps < L, other=0.0)[None, :]
-        cos, sin, w_re, w_im = _powers(p_ptr, q_ptr, re_ptr, im_ptr, h, modes, steps, N)
-        cos, sin = g * cos, g * sin
         at = steps.to(tl.float32)[None, :]
+        cos, sin = _powers(p, q, at)
+        cos, sin = g * cos, g * sin
         d_re += tl.sum(cos, axis=1)
         d_im -= tl.sum(sin, axis=1)
         d_p += tl.sum(at * (w_re[:, None] * cos - w_im[:, None] * sin), axis=1)
         d_q -= tl.sum(at * (w_re[:, None] * sin + w_im[:, None] * cos), axis=1)
-    at, inside = h * N + modes, modes < N
-    tl.store(dp_ptr + at, d_p, mask=inside)
-    tl.store(dq_ptr + at, d_q, mask=inside)
-    tl.store(dre_ptr + at, d_re, mask=inside)
-    tl.store(dim_ptr + at, d_im, mask=inside)
+    offsets, inside = h * N + modes, modes < N
+    tl.store(dp_ptr + offsets, d_p, mask=inside)
+    tl.store(dq_ptr + offsets, d_q, mask=inside)
+    tl.store(dre_ptr + offsets, d_re, mask=inside)
+    tl.store(dim_ptr + offsets, d_im, mask=inside)
 
 
 @torch.library.custom_op("qs4d::vandermonde", mutates_args=())
