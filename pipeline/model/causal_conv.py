@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.model import cuda_only, dense_conv
+from pipeline.model import dense_conv
 from pipeline.model.fft_conv import fft_conv
 
-toeplitz_conv = cuda_only.load("toeplitz_conv")  # the Toeplitz form runs on CUDA devices only
+# The Toeplitz form runs on CUDA devices only, so it is loaded only where there is one: its imports (Triton,
+# torch._dynamo) take a CPU-only process about 2 s.
+toeplitz_conv = None
+if torch.cuda.is_available():
+    try:
+        from pipeline.model import toeplitz_conv
+    except ImportError:
+        pass
 
 
 def runs_as_toeplitz(u: torch.Tensor) -> bool:
