@@ -129,14 +129,16 @@ class CrashAfter(L.Callback):
 
 
 class BatchLog(L.Callback):
-    """Writes (rank, processes, batch length) of every training batch to a file per rank."""
+    """Writes (rank, processes, batch length, float32 matmul precision) of every training batch to a file per
+    rank."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         with open(self.folder / f"rank{trainer.global_rank}.txt", "a") as log:
-            log.write(f"{trainer.global_rank} {trainer.world_size} {len(batch[1])}\n")
+            log.write(f"{trainer.global_rank} {trainer.world_size} {len(batch[1])} "
+                      f"{torch.get_float32_matmul_precision()}\n")
 
 
 def _weights(module):
@@ -182,12 +184,15 @@ def test_two_gloo_processes_match_one_process(tiny, tmp_path):
     config = tiny
     data.prepare(config, tmp_path / "prepared")
     single, single_metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "one")
-    ddp = config.model_copy(update={"train": config.train.model_copy(update={"devices": 2, "strategy": "ddp_spawn"})})
+    # matmul precision "high" (no effect on CPU products): the spawned processes take it from the params too
+    ddp = config.model_copy(update={"train": config.train.model_copy(update={"devices": 2, "strategy": "ddp_spawn",
+                                                                            "matmul_precision": "high"})})
     (tmp_path / "log").mkdir()
     double, double_metrics = fit_classifier(ddp, tmp_path / "prepared", tmp_path / "two",
                                             callbacks=[BatchLog(tmp_path / "log")])
     lines = {rank: (tmp_path / "log" / f"rank{rank}.txt").read_text().split("\n")[:-1] for rank in (0, 1)}
-    assert all(line == f"{rank} 2 {config.train.batch_size // 2}" for rank in (0, 1) for line in lines[rank])
+    assert all(line == f"{rank} 2 {config.train.batch_size // 2} high" for rank in (0, 1) for line in lines[rank])
+    assert torch.get_float32_matmul_precision() == "highest"  # this process's own, as before
     batches = len(load_split(tmp_path / "prepared", "train")) // 64
     assert len(lines[0]) == len(lines[1]) == config.pretrain.epochs * batches
     # BatchNorm sees each process's half batch (torch syncs its statistics on GPUs only), so CPU runs agree

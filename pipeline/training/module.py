@@ -294,6 +294,22 @@ class DivergenceCheck(L.Callback):
                 "lower the stage's lr, set its grad_clip, or check the data for NaN")
 
 
+class MatmulPrecision(L.Callback):
+    """torch's float32 matrix-product precision (`train.matmul_precision`) in every process that trains, restored
+    afterwards. The stage sets it for its own process; the processes DDP spawns start from torch's default
+    ("highest"), which would leave them without TF32 products and the Toeplitz convolution."""
+
+    def __init__(self, precision: str):
+        self.precision, self.before = precision, None
+
+    def setup(self, trainer, module, stage):
+        self.before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(self.precision)
+
+    def teardown(self, trainer, module, stage):
+        torch.set_float32_matmul_precision(self.before)
+
+
 class EpochSeed(L.Callback):
     """Seeds torch's generator at each epoch's start from (seed, epoch): dropout and training noise, like the
     batches, do not depend on whether the run was interrupted and resumed."""

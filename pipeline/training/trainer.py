@@ -17,7 +17,7 @@ from pipeline.config import Config, Schedule
 from pipeline.data import read_meta
 from pipeline.data.datamodule import PreparedDataModule
 from pipeline.progress import show_progress
-from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed
+from pipeline.training.module import ClassifierModule, DivergenceCheck, EpochReport, EpochSeed, MatmulPrecision
 from pipeline.training.resume import best_score, epochs_done, resume_point, run_key
 
 IGNORED_WARNINGS = (
@@ -84,7 +84,7 @@ def make_trainer(config: Config, epochs: int, workdir: str | Path, logger: Logge
         sync_batchnorm=on_gpus,  # batch statistics over the global batch; torch syncs them on GPUs only
         precision=train.precision, deterministic=train.deterministic,
         logger=logger or False, callbacks=[DivergenceCheck(), best, last, EpochReport(print_lines=not interactive),
-                   EpochSeed(config.seed),
+                   EpochSeed(config.seed), MatmulPrecision(train.matmul_precision),
                    *callbacks],
         enable_progress_bar=interactive, enable_model_summary=False, num_sanity_val_steps=0,
     )
