@@ -181,18 +181,17 @@ def test_only_an_unfinished_run_of_the_same_params_is_resumed(tmp_path):
 
 
 def test_two_gloo_processes_match_one_process(tiny, tmp_path):
-    config = tiny
+    # matmul precision "high" (no effect on CPU products): set while training, here and in the spawned processes
+    config = tiny.model_copy(update={"train": tiny.train.model_copy(update={"matmul_precision": "high"})})
     data.prepare(config, tmp_path / "prepared")
     single, single_metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "one")
-    # matmul precision "high" (no effect on CPU products): the spawned processes take it from the params too
-    ddp = config.model_copy(update={"train": config.train.model_copy(update={"devices": 2, "strategy": "ddp_spawn",
-                                                                            "matmul_precision": "high"})})
+    assert torch.get_float32_matmul_precision() == "highest"  # this process's own again after training
+    ddp = config.model_copy(update={"train": config.train.model_copy(update={"devices": 2, "strategy": "ddp_spawn"})})
     (tmp_path / "log").mkdir()
     double, double_metrics = fit_classifier(ddp, tmp_path / "prepared", tmp_path / "two",
                                             callbacks=[BatchLog(tmp_path / "log")])
     lines = {rank: (tmp_path / "log" / f"rank{rank}.txt").read_text().split("\n")[:-1] for rank in (0, 1)}
     assert all(line == f"{rank} 2 {config.train.batch_size // 2} high" for rank in (0, 1) for line in lines[rank])
-    assert torch.get_float32_matmul_precision() == "highest"  # this process's own, as before
     batches = len(load_split(tmp_path / "prepared", "train")) // 64
     assert len(lines[0]) == len(lines[1]) == config.pretrain.epochs * batches
     # BatchNorm sees each process's half batch (torch syncs its statistics on GPUs only), so CPU runs agree
