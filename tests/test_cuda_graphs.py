@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from pipeline import data
 from pipeline.cuda_graphs import GraphedStep, capture
+from pipeline.model.causal_conv import runs_as_toeplitz
 from pipeline.model import S4DClassifier
 from pipeline.quant import quantize
 from pipeline.training import fit_classifier
@@ -109,24 +110,29 @@ def test_graphs_under_ddp_give_the_eager_gradients(compile, tmp_path):
 
 
 class GraphsUsed(L.Callback):
-    """Writes whether the training pass was replayed from graphs, per process (DDP's processes are spawned)."""
+    """Writes, per process (DDP's processes are spawned), whether the training pass was replayed from graphs and
+    whether a batch of the training length takes the Toeplitz convolution."""
 
     def __init__(self, folder):
         self.folder = folder
 
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.toeplitz = runs_as_toeplitz(torch.zeros(1, 1, batch[0].shape[1], device=module.device))
+
     def on_train_end(self, trainer, module):
-        (self.folder / f"rank{trainer.global_rank}").write_text(str(module._graphed is not None))
+        (self.folder / f"rank{trainer.global_rank}").write_text(f"{module._graphed is not None} {self.toeplitz}")
 
 
 def test_one_ddp_process_trains_graphed_like_one_plain_process(tiny, tmp_path):
-    train = tiny.train.model_copy(update={"accelerator": "gpu", "deterministic": False, "compile": False})
+    train = tiny.train.model_copy(update={"accelerator": "gpu", "deterministic": False, "compile": False,
+                                          "matmul_precision": "high"})
     config = tiny.model_copy(update={"train": train, "pretrain": tiny.pretrain.model_copy(update={"epochs": 2})})
     data.prepare(config, tmp_path / "prepared")
     plain, plain_metrics = fit_classifier(config, tmp_path / "prepared", tmp_path / "plain")
     ddp = config.model_copy(update={"train": train.model_copy(update={"strategy": "ddp_spawn"})})
     spawned, ddp_metrics = fit_classifier(ddp, tmp_path / "prepared", tmp_path / "ddp",
                                           callbacks=[GraphsUsed(tmp_path)])
-    assert (tmp_path / "rank0").read_text() == "True"
+    assert (tmp_path / "rank0").read_text() == "True True"  # graphed, Toeplitz under TF32
     assert abs(plain_metrics["test/acc"] - ddp_metrics["test/acc"]) < 0.02
     for (name, a), b in zip(plain.state_dict().items(), spawned.state_dict().values()):
         if a.is_floating_point() and name != "model.encoder.bias":  # no gradient: BatchNorm follows
