@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from pipeline import data
 from pipeline.cuda_graphs import GraphedStep, capture
-from pipeline.model.causal_conv import runs_as_toeplitz
 from pipeline.model import S4DClassifier
+from pipeline.model.causal_conv import runs_as_toeplitz
 from pipeline.quant import quantize
 from pipeline.training import fit_classifier
 
