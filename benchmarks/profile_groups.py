@@ -1,5 +1,6 @@
 """A training step's GPU time by kind of work, from the kernel table `step_profile.py` prints (its profiled steps):
-each kernel goes to the first group whose name fragment its (possibly truncated) name contains.
+a kernel named in NAMED goes to its group, any other to the first group whose name fragment its (possibly
+truncated) name contains.
 
     python benchmarks/profile_groups.py benchmarks/results/step_profile_smnist_float_h100.txt [--steps 5]
 """
@@ -21,6 +22,7 @@ GROUPS = (  # (group, fragments of kernel names), first match wins
     ("kernel generation", ("cos", "exp")),
     ("AdamW", ("multi_tensor",)),
 )
+NAMED = {"_forward": "kernel generation", "_backward": "kernel generation"}  # vandermonde.py's one-pass kernels
 TIME = re.compile(r"^([\d.]+)(ms|us)$")
 
 
@@ -45,7 +47,7 @@ def grouped(rows: list[tuple[str, float]]) -> dict[str, float]:
     """Total µs per group, 'the rest' for names no group claims."""
     totals: dict[str, float] = {}
     for name, microseconds in rows:
-        group = next((g for g, fragments in GROUPS if any(f in name for f in fragments)), "the rest")
+        group = NAMED.get(name) or next((g for g, fragments in GROUPS if any(f in name for f in fragments)), "the rest")
         totals[group] = totals.get(group, 0.0) + microseconds
     return totals
 
