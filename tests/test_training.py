@@ -11,7 +11,7 @@ from pipeline.data import read_meta
 from pipeline.data.datamodule import load_split
 from pipeline.stage import export_checkpoint
 from pipeline.training import ClassifierModule, MemoryLogger, build_module, fit, fit_classifier, resume_point
-from pipeline.training.module import warmup_cosine
+from pipeline.training.module import TrainingTotals, warmup_cosine
 
 
 def test_tiny_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny, tmp_path):
@@ -243,3 +243,21 @@ def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine(warmup, total):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-15)  # after the last step
+
+
+def test_training_totals_are_torchmetrics_mean_loss_and_micro_accuracy_to_the_bit():
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    generator = torch.Generator().manual_seed(0)
+    totals = TrainingTotals(torch.device("cpu"))
+    accuracy, mean_loss = MulticlassAccuracy(7, average="micro", validate_args=False), MeanMetric()
+    for size in (64, 64, 37):
+        logits, y = torch.randn(size, 7, generator=generator), torch.randint(0, 7, (size,), generator=generator)
+        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        totals.add(logits, losses, y)
+        accuracy.update(logits, y)
+        mean_loss.update(losses)
+    means = totals.means()
+    assert totals.samples == 165 and 0 < float(means["acc"]) < 1
+    assert torch.equal(means["acc"], accuracy.compute()) and torch.equal(means["loss"], mean_loss.compute())
