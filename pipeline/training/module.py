@@ -252,7 +252,8 @@ class TrainingTotals:
     processes, whose batch counts are equal."""
 
     def __init__(self, device: torch.device):
-        self.loss, self.correct, self.samples = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        self.loss, self.samples = torch.zeros((), device=device), 0
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
 
     def add(self, logits: torch.Tensor, losses: torch.Tensor, y: torch.Tensor) -> None:
         self.loss += losses.detach().sum()
