@@ -135,15 +135,13 @@ class ClassifierModule(L.LightningModule):
             self.clip_gradients(self.optimizers(), gradient_clip_val=clip, gradient_clip_algorithm="norm")
         return logits, losses
 
-    def _record(self, split: str, logits: torch.Tensor, losses: torch.Tensor, y: torch.Tensor) -> None:
-        self.accuracy[f"acc_{split}"].update(logits, y)
-        # per-sample losses, no weights: a Python number as weight would be copied to the GPU, a host sync per step
-        self.mean_loss[f"loss_{split}"].update(losses.detach())
-
     def _step(self, batch, split: str) -> None:
+        """A validation or test batch into its split's torchmetrics."""
         x, y = batch
         logits = self(x, self.eval_mode)
-        self._record(split, logits, F.cross_entropy(logits, y, reduction="none"), y)
+        self.accuracy[f"acc_{split}"].update(logits, y)
+        # per-sample losses, no weights: a Python number as weight would be copied to the GPU, a host sync per step
+        self.mean_loss[f"loss_{split}"].update(F.cross_entropy(logits, y, reduction="none"))
 
     def _log_epoch(self, split: str) -> None:
         """The epoch's mean loss and accuracy (over all processes) as `split`/loss and `split`/acc. Accumulated on
@@ -247,8 +245,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> 
 
 class TrainingTotals:
     """A training epoch's summed loss and correct predictions, kept on the device: six small kernels per batch,
-    where torchmetrics' two updates launch about thirty, each a pause of the GPU between graphed steps. Their means
-    are torchmetrics' micro accuracy and mean loss to the bit; under DDP, `sync_dist` averages them over the
+    where torchmetrics' two updates launch about thirty, all queued between two graphed steps. Their means are
+    torchmetrics' micro accuracy and mean loss to the bit; under DDP, `sync_dist` averages them over the
     processes, whose batch counts are equal."""
 
     def __init__(self, device: torch.device):
