@@ -43,6 +43,8 @@ def test_deploy_target_is_evaluated_in_recurrent_mode(tiny, tmp_path):
     torch.manual_seed(123)  # calibration must not depend on the global random state
     again = evaluate(quantized_copy(float_module, deploy), tiny, tmp_path / "prepared")
     assert again["test/acc"] == reported
+    alone = evaluate(quantized_copy(float_module, deploy), tiny, tmp_path / "prepared", validate=False)
+    assert alone == {"test/acc": again["test/acc"], "test/loss": again["test/loss"]}  # calibrated at the test's start
 
 
 @pytest.mark.parametrize("qat,message", [

@@ -21,11 +21,11 @@ def sweep_bits(float_module: ClassifierModule, config: Config, data_dir: str | P
     sweep = config.sweep_bits
     base = config.qat
     results: dict = {"float": evaluate(quantized_copy(float_module, base.model_copy(
-        update={"bits": {}})), config, data_dir)["test/acc"]}
+        update={"bits": {}})), config, data_dir, validate=False)["test/acc"]}
     for component in sweep.components:
         for width in sweep.bits:
             qat = base.model_copy(update={"bits": {component: width}, "epochs": sweep.epochs})
-            ptq = evaluate(quantized_copy(float_module, qat), config, data_dir)["test/acc"]
+            ptq = evaluate(quantized_copy(float_module, qat), config, data_dir, validate=False)["test/acc"]
             run_dir = Path(workdir) / f"{component}-{width}"
             _, metrics = train(float_module, for_short_runs(config), data_dir, run_dir, qat)
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -149,12 +149,13 @@ def fit_classifier(config: Config, data_dir: str | Path, workdir: str | Path, lo
     return fit(module, config, config.pretrain, data_dir, workdir, logger, callbacks)
 
 
-def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path) -> dict:
-    """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode."""
+def evaluate(module: ClassifierModule, config: Config, data_dir: str | Path, validate: bool = True) -> dict:
+    """{"val/acc", "val/loss", "test/acc", "test/loss"} of `module` as it is, in its evaluation mode; the test split's
+    alone without `validate`."""
     data = PreparedDataModule(data_dir, config.train.batch_size, config.train.num_workers, config.seed)
     quiet_lightning()
     trainer = L.Trainer(accelerator=config.train.accelerator, devices=1, precision=config.train.precision,
                         logger=False, enable_progress_bar=False, enable_model_summary=False)
     with lightning_warnings_ignored():
-        return {**trainer.validate(module, datamodule=data, verbose=False)[0],
-                **trainer.test(module, datamodule=data, verbose=False)[0]}
+        validated = trainer.validate(module, datamodule=data, verbose=False)[0] if validate else {}
+        return {**validated, **trainer.test(module, datamodule=data, verbose=False)[0]}
